@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with only Python: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+
+# The venv's tools come first on PATH so every Snakemake job runs the venv's python.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test install clean dry-run
+
+install: $(STAMP)
+
+# torch and torchvision are pinned as a matching pair; a looser range pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) -n
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data/prepared data/adversarial models logs results/metrics .snakemake

@@ -1,0 +1,350 @@
+"""Parameters: loading, validation with clear messages, and the typed configs each stage reads.
+
+params.yaml is the single source of truth. Snakemake validates it before building the DAG, then
+passes each stage only the values it depends on as CLI arguments (see ``to_cli_args``), so a
+changed value re-runs exactly the jobs that read it.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+ARCHS = ("resnet18", "vgg16")
+CW_DEFAULTS = {"binary_search_steps": 5, "steps": 1000, "stepsize": 0.01, "confidence": 0.0,
+               "initial_const": 1e-3, "abort_early": True}
+ATTACK_KEYS = {"fgsm": {"eps"}, "ifgsm": {"eps", "steps"}, "cw": set(CW_DEFAULTS)}
+
+
+class ParamsError(ValueError):
+    """A user error in the parameters: the message names the key and the fix."""
+
+
+# --------------------------------------------------------------------------- loading
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Merge like Snakemake's --configfile: nested dicts merge, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_params(*paths: str | Path) -> dict:
+    """Read and merge parameter files in order (later files override earlier ones)."""
+    merged: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ParamsError(f"parameter file '{path}' does not exist: check the path given to --configfile")
+        with path.open() as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ParamsError(f"parameter file '{path}' must hold a mapping of keys, not {type(data).__name__}")
+        merged = deep_merge(merged, data)
+    return merged
+
+
+def load_schema() -> dict:
+    with SCHEMA_PATH.open() as fh:
+        return yaml.safe_load(fh)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    where = _path(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(f"'{_path([*error.absolute_path, k])}'" for k in unknown)
+        return f"{source}: unknown key {keys}; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return (f"{source}: '{where}' = {error.instance!r} is not allowed; "
+                f"allowed values: {', '.join(map(str, error.validator_value))}")
+    if error.validator == "required":
+        return f"{source}: '{where}': {error.message}; add it (see workflow/schemas/params.schema.yaml)"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        sign = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
+        what = schema.get("description", "")
+        return f"{source}: '{where}' = {error.instance!r} must be {sign} {error.validator_value}" + (
+            f" ({what})" if what else "")
+    if error.validator == "type":
+        return f"{source}: '{where}' = {error.instance!r} must be of type {error.validator_value}"
+    if error.validator == "oneOf" and where.endswith("split"):
+        return f"{source}: '{where}' must give either test_fraction or both train and test counts, not {error.instance!r}"
+    return f"{source}: '{where}': {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def validate_params(config: dict, source: str = "params.yaml") -> dict:
+    """Check every key and value; return a copy with defaults filled in. Raises ParamsError."""
+    schema = load_schema()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ParamsError(_describe(errors[0], source))
+    cfg = copy.deepcopy(config)
+    _fill_defaults(cfg, schema)
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _check_semantics(cfg: dict, source: str) -> None:
+    from pipeline_src.data.synthetic import SYNTHETIC_CLASSES  # local: keeps `import config` light
+
+    for name, ds in cfg["datasets"].items():
+        where = f"datasets.{name}"
+        if ds["source"] in SYNTHETIC_CLASSES:
+            known = SYNTHETIC_CLASSES[ds["source"]]
+            counts = ds.get("synthetic_counts")
+            if not counts:
+                raise ParamsError(f"{source}: '{where}.synthetic_counts' is required for source "
+                                  f"{ds['source']}; give images per class for {', '.join(known)}")
+            for cls in counts:
+                if cls not in known:
+                    raise ParamsError(f"{source}: '{where}.synthetic_counts' has unknown class {cls!r}; "
+                                      f"classes of {ds['source']}: {', '.join(known)}")
+            for cls in ds["classes"]:
+                if cls not in counts:
+                    raise ParamsError(f"{source}: '{where}.classes' keeps {cls!r}, which "
+                                      f"'{where}.synthetic_counts' does not generate; allowed: {', '.join(counts)}")
+        for cls in ds.get("caps", {}):
+            if cls not in ds["classes"]:
+                raise ParamsError(f"{source}: '{where}.caps' names {cls!r}, not a kept class; "
+                                  f"kept classes: {', '.join(ds['classes'])}")
+    for name, attack in cfg["attacks"].items():
+        method = attack["method"]
+        extra = set(attack) - {"method"} - ATTACK_KEYS[method]
+        if extra:
+            raise ParamsError(f"{source}: 'attacks.{name}.{sorted(extra)[0]}' does not apply to method {method}; "
+                              f"allowed keys for {method}: {', '.join(sorted(ATTACK_KEYS[method]))}")
+        if method in ("fgsm", "ifgsm") and "eps" not in attack:
+            raise ParamsError(f"{source}: 'attacks.{name}.eps' is required for {method} (0-255 scale, e.g. 8)")
+        if method == "ifgsm" and "steps" not in attack:
+            raise ParamsError(f"{source}: 'attacks.{name}.steps' is required for ifgsm (the paper uses 10)")
+        if method == "cw":
+            for key, value in CW_DEFAULTS.items():
+                attack.setdefault(key, value)
+    for name, table in cfg["tables"].items():
+        if table["dataset"] not in cfg["datasets"]:
+            raise ParamsError(f"{source}: 'tables.{name}.dataset' = {table['dataset']!r} is not a defined dataset; "
+                              f"defined datasets: {', '.join(cfg['datasets'])}")
+        seen = set()
+        for i, row in enumerate(table["rows"]):
+            key = (float(row["lambda_n"]), float(row["lambda_a"]))
+            if key in seen:
+                raise ParamsError(f"{source}: 'tables.{name}.rows[{i}]' repeats lambda_n={row['lambda_n']}, "
+                                  f"lambda_a={row['lambda_a']}; each row must be a different model")
+            seen.add(key)
+    if cfg["training"]["threads"] < 1:
+        raise ParamsError(f"{source}: 'training.threads' must be >= 1")
+
+
+# --------------------------------------------------------------------------- typed stage configs
+
+def fmt_number(x: float) -> str:
+    """Canonical short form used in model names and tables: 0.1 -> '0.1', 10.0 -> '10'."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"not a finite number: {x}")
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How one dataset is obtained and subsampled (the paper's rules as data)."""
+    source: str
+    image_size: int
+    classes: tuple[str, ...]
+    caps: dict[str, int] = field(default_factory=dict)
+    test_fraction: float | None = None
+    train_count: int | None = None
+    test_count: int | None = None
+    synthetic_counts: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, ds: dict, seed: int) -> "DatasetSpec":
+        split = ds["split"]
+        return cls(source=ds["source"], image_size=ds["image_size"], classes=tuple(ds["classes"]),
+                   caps=dict(ds.get("caps", {})), test_fraction=split.get("test_fraction"),
+                   train_count=split.get("train"), test_count=split.get("test"),
+                   synthetic_counts=dict(ds.get("synthetic_counts", {})), seed=seed)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training configuration: arch, lambdas, seed and every hyperparameter it depends on."""
+    arch: str
+    lambda_n: float
+    lambda_a: float
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_milestones: tuple[int, ...]
+    lr_gamma: float
+    noise_sigma: float
+    noisy_copies: int
+    undefended_noisy_ce: bool
+    neighbor_distance: str
+    neighbor_detach_clean: bool
+    reconstruction_distance: str
+    reconstruct: str
+    decoder_stage: str
+    decoder_activation: str
+    vgg_head: str
+    vgg_width: float
+    vgg_batch_norm: bool
+    pretrained: bool
+    threads: int
+
+    @property
+    def defended(self) -> bool:
+        return self.lambda_n > 0 or self.lambda_a > 0
+
+    @classmethod
+    def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int) -> "TrainConfig":
+        t, m = cfg["training"], cfg["model"]
+        return cls(arch=arch, lambda_n=float(lambda_n), lambda_a=float(lambda_a), seed=seed,
+                   epochs=t["epochs"], batch_size=t["batch_size"], lr=float(t["lr"]), momentum=float(t["momentum"]),
+                   weight_decay=float(t["weight_decay"]), lr_milestones=tuple(t["lr_milestones"]),
+                   lr_gamma=float(t["lr_gamma"]), noise_sigma=float(t["noise_sigma"]),
+                   noisy_copies=t["noisy_copies"], undefended_noisy_ce=t["undefended_noisy_ce"],
+                   neighbor_distance=t["neighbor_distance"], neighbor_detach_clean=t["neighbor_detach_clean"],
+                   reconstruction_distance=t["reconstruction_distance"], reconstruct=t["reconstruct"],
+                   decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
+                   vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
+                   pretrained=m["pretrained"], threads=t["threads"])
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack, crafted on the surrogate. eps on the 0-255 scale, as in the paper."""
+    method: str
+    eps: float | None = None
+    steps: int | None = None
+    binary_search_steps: int | None = None
+    stepsize: float | None = None
+    confidence: float | None = None
+    initial_const: float | None = None
+    abort_early: bool | None = None
+    batch_size: int = 256
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_params(cls, cfg: dict, name: str) -> "AttackConfig":
+        a = cfg["attacks"][name]
+        return cls(**{k: v for k, v in a.items()}, batch_size=cfg["evaluation"]["batch_size"], seed=cfg["seed"],
+                   threads=cfg["training"]["threads"])
+
+
+# --------------------------------------------------------------------------- dataclass <-> CLI
+
+def _encode(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def to_cli_args(obj: Any) -> list[str]:
+    """Dataclass -> ['--key', 'value', ...]; booleans as --key / --no-key, dicts as k=v items, None omitted."""
+    args: list[str] = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(f"--{f.name}" if value else f"--no-{f.name}")
+        else:
+            args += [f"--{f.name}", *_encode(value)]
+    return args
+
+
+def _kv_int(item: str) -> tuple[str, int]:
+    key, sep, value = item.rpartition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=COUNT, got {item!r}")
+    return key, int(value)
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Mirror of ``to_cli_args``: one option per field, typed from the annotations."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        hint = hints[f.name]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        kwargs: dict[str, Any] = {"dest": f.name, "required": required}
+        if not required:
+            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        origin, targs = get_origin(hint), [a for a in get_args(hint) if a is not type(None)]
+        base = targs[0] if (origin is not None and origin not in (dict, tuple) and targs) else hint
+        if base is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
+        elif origin is dict or base is dict or get_origin(base) is dict:
+            parser.add_argument(f"--{f.name}", nargs="*", type=_kv_int, **kwargs)
+        elif origin is tuple or get_origin(base) is tuple:
+            item = (get_args(base) or get_args(hint) or (str,))[0]
+            parser.add_argument(f"--{f.name}", nargs="*", type=item, **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=base, **kwargs)
+
+
+def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
+    values = {}
+    for f in fields(cls):
+        v = getattr(ns, f.name)
+        if isinstance(v, list):
+            v = dict(v) if v and isinstance(v[0], tuple) else tuple(v)
+            if f.name in ("caps", "synthetic_counts") and v == ():
+                v = {}
+        values[f.name] = v
+    return cls(**values)
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a dataclass config, stored in checkpoints to refuse resuming a different run."""
+    import hashlib
+
+    blob = json.dumps(dataclasses.asdict(obj), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""`prepare` stage: obtain the raw images, apply the subsampling rules, store uint8 tensors once.
+
+Output per dataset: ``train.pt`` and ``test.pt`` ({images: uint8 [N,C,H,W], labels: int64 [N],
+classes: [...]}) and ``summary.json`` with the per-class counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline_src.config import DatasetSpec
+from pipeline_src.data.subsample import subsample_split
+from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
+from pipeline_src.io import load_torch, save_torch, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One prepared split, as stored on disk."""
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+    classes: list[str]
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    def float_images(self, idx: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+        return self.images[idx].float().div_(255.0)
+
+
+def load_split(path: str | Path) -> Split:
+    data = load_torch(path)
+    return Split(images=data["images"], labels=data["labels"], classes=list(data["classes"]))
+
+
+def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:
+    """Raw images (uint8) and their class names, before any rule is applied."""
+    if spec.source in SYNTHETIC_CLASSES:
+        images, labels, names = generate(spec.source, spec.synthetic_counts, spec.image_size, spec.seed)
+        return images, [names[i] for i in labels.tolist()]
+    raise ValueError(f"unknown dataset source {spec.source!r}")
+
+
+def prepare(spec: DatasetSpec, out_dir: str | Path) -> dict:
+    out_dir = Path(out_dir)
+    images, label_names = load_raw(spec)
+    train_idx, test_idx = subsample_split(label_names, spec.classes, spec.caps, seed=spec.seed,
+                                          test_fraction=spec.test_fraction, train_count=spec.train_count,
+                                          test_count=spec.test_count)
+    class_index = {c: i for i, c in enumerate(spec.classes)}
+    summary: dict = {"source": spec.source, "classes": list(spec.classes), "image_size": spec.image_size,
+                     "channels": int(images.shape[1])}
+    for split, idx in (("train", train_idx), ("test", test_idx)):
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        labels = torch.tensor([class_index[label_names[i]] for i in idx], dtype=torch.long)
+        split_images = images[idx_t].contiguous()
+        save_torch({"images": split_images, "labels": labels, "classes": list(spec.classes)}, out_dir / f"{split}.pt")
+        counts = torch.bincount(labels, minlength=len(spec.classes)).tolist()
+        summary[split] = {"n": len(idx), "per_class": dict(zip(spec.classes, counts)),
+                          "sha256": hashlib.sha256(split_images.numpy().tobytes()).hexdigest()}
+        log.info("%s: %d images %s", split, len(idx), summary[split]["per_class"])
+    write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,69 @@
+"""The paper's subsampling rules, applied to a list of labels: keep classes, cap classes, split.
+
+Pure functions over label arrays, so the rules can be checked on ISIC's and RSNA's real class sizes
+without any image.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+class SubsampleError(ValueError):
+    """The rules cannot be met by the data (empty class, too few images for the requested counts)."""
+
+
+def _quotas(sizes: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` over classes in proportion to ``sizes`` (largest-remainder, deterministic)."""
+    n = sum(sizes)
+    exact = [total * s / n for s in sizes]
+    quotas = [int(np.floor(e)) for e in exact]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - quotas[i]), i))
+    for i in order[: total - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
+def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping[str, int], *,
+                    seed: int, test_fraction: float | None = None, train_count: int | None = None,
+                    test_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (train_indices, test_indices) into ``labels``, each sorted.
+
+    1. keep only ``classes``; 2. randomly keep at most ``caps[c]`` images of class c;
+    3. stratified split: per class round(n_c * test_fraction) to test, or fixed total counts
+       allocated to classes in proportion to their size.
+    """
+    if (test_fraction is None) == (train_count is None or test_count is None):
+        raise SubsampleError("give either test_fraction or both train_count and test_count")
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray(labels, dtype=object)
+    per_class: list[np.ndarray] = []
+    for cls in classes:
+        idx = np.flatnonzero(labels_arr == cls)
+        if cls in caps and len(idx) > caps[cls]:
+            idx = np.sort(rng.choice(idx, size=caps[cls], replace=False))
+        if len(idx) == 0:
+            raise SubsampleError(f"class {cls!r} has no images after subsampling; "
+                                 f"remove it from 'classes' or check the labels")
+        per_class.append(rng.permutation(idx))
+    sizes = [len(i) for i in per_class]
+    if test_fraction is not None:
+        n_test = [int(np.floor(s * test_fraction + 0.5)) for s in sizes]
+        n_train = [s - t for s, t in zip(sizes, n_test)]
+    else:
+        assert train_count is not None and test_count is not None
+        if train_count + test_count > sum(sizes):
+            raise SubsampleError(f"split asks for {train_count} train + {test_count} test images but only "
+                                 f"{sum(sizes)} remain after subsampling; lower the counts")
+        n_test = _quotas(sizes, test_count)
+        n_train = _quotas(sizes, train_count)
+        # A class whose proportional share overflows is impossible here: quotas <= size by construction,
+        # since train + test <= total; assert it anyway because a silent overlap would leak test images.
+        assert all(a + b <= s for a, b, s in zip(n_train, n_test, sizes))
+    for cls, a, b in zip(classes, n_train, n_test):
+        if a == 0 or b == 0:
+            raise SubsampleError(f"class {cls!r} gets {a} train / {b} test images; every class needs both")
+    test = np.concatenate([p[:t] for p, t in zip(per_class, n_test)])
+    train = np.concatenate([p[t:t + a] for p, t, a in zip(per_class, n_test, n_train)])
+    return np.sort(train), np.sort(test)

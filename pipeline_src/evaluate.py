@@ -1,0 +1,49 @@
+"""`evaluate` stage: accuracy of one model on the clean test set and on every adversarial set.
+
+Accuracy is over ALL test images (as in the paper), not only those the model got right when clean.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from pipeline_src.checkpoints import load_model
+from pipeline_src.data.prepare import load_split
+from pipeline_src.io import load_torch
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, images_u8: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Predicted labels for uint8 images [N, C, H, W]."""
+    preds = [model(images_u8[i:i + batch_size].float().div_(255.0)).argmax(1)
+             for i in range(0, len(images_u8), batch_size)]
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def accuracy(model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    return float((predict(model, images_u8, batch_size) == labels).float().mean())
+
+
+def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: dict[str, str | Path],
+                   batch_size: int = 256) -> dict:
+    """{'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {...}} with accuracies in [0, 1]."""
+    model = load_model(model_path)
+    test = load_split(test_path)
+    sets = {"clean": test.images}
+    for name, path in adversarial.items():
+        adv = load_torch(path)
+        if not torch.equal(adv["labels"], test.labels):
+            raise ValueError(f"adversarial set {path} does not match the test set {test_path}: "
+                             "re-run the attack stage for this dataset")
+        sets[name] = adv["images"]
+    result: dict = {"n_test": len(test.labels), "accuracy": {}, "correct": {}}
+    for name, images in sets.items():
+        correct = int((predict(model, images, batch_size) == test.labels).sum())
+        result["correct"][name] = correct
+        result["accuracy"][name] = correct / len(test.labels)
+        log.info("%-14s accuracy %.4f", name, result["accuracy"][name])
+    return result

@@ -1,0 +1,94 @@
+"""What the workflow must build, derived from the table definitions in params.yaml.
+
+Model names carry everything that identifies a model (dataset, arch, lambdas, seed), so changing
+one lambda in a table row adds exactly one new model and leaves the others' files valid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, fmt_number
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    name: str
+    dataset: str
+    arch: str
+    lambda_n: float
+    lambda_a: float
+    seed: int
+    surrogate: bool = False
+
+    @property
+    def label(self) -> str:
+        """Row label as in the paper's tables: 'NA' for the undefended classifier."""
+        return "NA" if (self.lambda_n == 0 and self.lambda_a == 0) else f"ln={fmt_number(self.lambda_n)},la={fmt_number(self.lambda_a)}"
+
+
+def model_name(dataset: str, arch: str, lambda_n: float, lambda_a: float, seed: int) -> str:
+    return f"{dataset}_{arch}_ln{fmt_number(lambda_n)}_la{fmt_number(lambda_a)}_s{seed}"
+
+
+def surrogate_name(dataset: str, arch: str, seed: int) -> str:
+    return f"{dataset}_surrogate_{arch}_s{seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every model, attack and table of one parameter set."""
+    cfg: dict
+    models: dict[str, ModelJob]
+    tables: dict[str, list[ModelJob]]
+    datasets: tuple[str, ...]
+    attacks: tuple[str, ...]
+
+    def surrogate(self, dataset: str) -> ModelJob:
+        arch = self.cfg["surrogate"]["arch"]
+        return self.models[surrogate_name(dataset, arch, self.cfg["seed"] + self.cfg["surrogate"]["seed_offset"])]
+
+    def evaluated_models(self, dataset: str | None = None) -> list[ModelJob]:
+        return [m for m in self.models.values() if not m.surrogate and (dataset is None or m.dataset == dataset)]
+
+    def train_config(self, name: str) -> TrainConfig:
+        job = self.models[name]
+        return TrainConfig.from_params(self.cfg, job.arch, job.lambda_n, job.lambda_a, job.seed)
+
+    def dataset_spec(self, dataset: str) -> DatasetSpec:
+        return DatasetSpec.from_params(self.cfg["datasets"][dataset], self.cfg["seed"])
+
+    def attack_config(self, attack: str) -> AttackConfig:
+        return AttackConfig.from_params(self.cfg, attack)
+
+
+def build_plan(cfg: dict) -> Plan:
+    """``cfg`` must already be validated (``config.validate_params``)."""
+    seed = cfg["seed"]
+    models: dict[str, ModelJob] = {}
+    tables: dict[str, list[ModelJob]] = {}
+    datasets: list[str] = []
+    for table_name, table in cfg["tables"].items():
+        rows = []
+        for row in table["rows"]:
+            ln, la = float(row["lambda_n"]), float(row["lambda_a"])
+            job = ModelJob(model_name(table["dataset"], table["arch"], ln, la, seed), table["dataset"],
+                           table["arch"], ln, la, seed)
+            models[job.name] = job
+            rows.append(job)
+        tables[table_name] = rows
+        if table["dataset"] not in datasets:
+            datasets.append(table["dataset"])
+    s_arch, s_seed = cfg["surrogate"]["arch"], seed + cfg["surrogate"]["seed_offset"]
+    for ds in datasets:
+        job = ModelJob(surrogate_name(ds, s_arch, s_seed), ds, s_arch, 0.0, 0.0, s_seed, surrogate=True)
+        models[job.name] = job
+    return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]))
+
+
+def attack_columns(attacks: dict) -> tuple[str, ...]:
+    """Table column order as in the paper: FGSM, I-FGSM, C&W, each by increasing eps.
+
+    Derived from the settings rather than dict order, which config merging does not preserve.
+    """
+    rank = {"fgsm": 0, "ifgsm": 1, "cw": 2}
+    return tuple(sorted(attacks, key=lambda a: (rank[attacks[a]["method"]], attacks[a].get("eps", 0), a)))

@@ -1,0 +1,127 @@
+"""`train` stage: one classifier per configuration, with L = L_c + lambda_n L_n + lambda_a L_a.
+
+Reads top to bottom: set-up, resume, the epoch loop (noisy copies, one forward pass for clean and
+noisy images, the three losses), a checkpoint after every epoch, the final model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline_src.config import TrainConfig, config_hash
+from pipeline_src.data.prepare import Split
+from pipeline_src.evaluate import accuracy
+from pipeline_src.io import load_torch, save_torch
+from pipeline_src.losses import (classification_loss, neighbor_loss, reconstruction_loss, total_loss,
+                                 uniform_noise)
+from pipeline_src.models import DenoisingClassifier, ModelSpec, build_model
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(cfg: TrainConfig, train: Split) -> ModelSpec:
+    return ModelSpec(arch=cfg.arch, num_classes=len(train.classes), in_channels=train.channels,
+                     image_size=int(train.images.shape[-1]), decoder_stage=cfg.decoder_stage,
+                     decoder_activation=cfg.decoder_activation, vgg_head=cfg.vgg_head, vgg_width=cfg.vgg_width,
+                     vgg_batch_norm=cfg.vgg_batch_norm, pretrained=cfg.pretrained)
+
+
+def train_step(model: DenoisingClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Losses of one batch (not yet backpropagated). x in [0,1], [N, C, H, W]."""
+    if not (cfg.defended or cfg.undefended_noisy_ce):  # the NA classifier: plain cross-entropy on clean images
+        logits = model(x)
+        l_c = classification_loss(logits, y)
+        return {"loss": l_c, "loss_c": l_c, "logits": logits}
+    k, n = cfg.noisy_copies, x.shape[0]
+    x_noisy = uniform_noise(x.repeat(k, 1, 1, 1), cfg.noise_sigma, generator)  # redrawn every step
+    # One forward pass for clean and noisy images: the same BN statistics, half the kernel launches.
+    out = model.outputs(torch.cat([x, x_noisy]), reconstruct=cfg.lambda_a > 0)
+    l_c = classification_loss(out.logits, y.repeat(k + 1))
+    l_n = neighbor_loss(out.features[:n], out.features[n:], cfg.neighbor_distance, cfg.neighbor_detach_clean)
+    losses = {"loss_c": l_c, "loss_n": l_n, "logits": out.logits[:n]}
+    l_a = torch.zeros((), device=x.device)
+    if out.reconstruction is not None:
+        target = x if cfg.decoder_activation == "sigmoid" else x * 2 - 1  # tanh decoder: target in [-1, 1]
+        recon_clean = out.reconstruction[:n] if cfg.reconstruct == "both" else None
+        l_a = reconstruction_loss(target, recon_clean, out.reconstruction[n:], cfg.reconstruction_distance)
+        losses["loss_a"] = l_a
+    losses["loss"] = total_loss(l_c, l_n, l_a, cfg.lambda_n, cfg.lambda_a)
+    return losses
+
+
+def _checkpoint(model, optimizer, scheduler, generator, epoch: int, cfg: TrainConfig, history: list) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
+            "config_hash": config_hash(cfg), "history": history}
+
+
+def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Path,
+                checkpoint_path: str | Path | None = None) -> list[dict]:
+    """Train, checkpointing every epoch to ``checkpoint_path``; resume from it when it matches ``cfg``."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)  # weight initialisation
+    generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and noise
+    spec = model_spec(cfg, train)
+    model = build_model(spec)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_milestones), gamma=cfg.lr_gamma)
+    checkpoint_path = Path(checkpoint_path or f"{out_path}.ckpt")
+    history: list[dict] = []
+    start = 0
+    if checkpoint_path.exists():
+        ckpt = load_torch(checkpoint_path)
+        if ckpt.get("config_hash") == config_hash(cfg):
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            start, history = ckpt["epoch"], ckpt["history"]
+            log.info("resuming %s after epoch %d", out_path, start)
+        else:
+            log.info("ignoring checkpoint %s: it belongs to a different configuration", checkpoint_path)
+
+    n = len(train.labels)
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        sums = {"loss": 0.0, "loss_c": 0.0, "loss_n": 0.0, "loss_a": 0.0}
+        correct, seen, batches = 0, 0, 0
+        order = torch.randperm(n, generator=generator)
+        batch_starts = [i for i in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - i) > 1]  # BN needs 2
+        for i in tqdm(batch_starts, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None):
+            idx = order[i:i + cfg.batch_size]
+            x, y = train.float_images(idx), train.labels[idx]
+            losses = train_step(model, x, y, cfg, generator)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            for key in sums:
+                if key in losses:
+                    sums[key] += float(losses[key].detach())
+            correct += int((losses["logits"].detach().argmax(1) == y).sum())
+            seen += len(y)
+            batches += 1
+        scheduler.step()
+        model.eval()
+        uses_noise = cfg.defended or cfg.undefended_noisy_ce
+        logged = ["loss", "loss_c"] + (["loss_n"] if uses_noise else []) + (["loss_a"] if cfg.lambda_a > 0 else [])
+        # No wall-clock times in the record: the same params must give byte-identical metrics.
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_accuracy": correct / seen,
+                  "test_accuracy": accuracy(model, test.images, test.labels),
+                  **{k: sums[k] / batches for k in logged}}
+        history.append(record)
+        log.info("epoch %d (%.1f s): %s", epoch + 1, time.perf_counter() - t0,
+                 {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
+        save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history), checkpoint_path)
+
+    save_torch({"model": model.state_dict(), "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
+                "classes": train.classes, "history": history}, out_path)
+    checkpoint_path.unlink(missing_ok=True)
+    return history

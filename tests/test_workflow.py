@@ -1,0 +1,121 @@
+"""The smoke config through Snakemake end to end, then what a parameter change re-runs."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "configs" / "smoke.yaml"
+PAPER_COLUMNS = ["lambda_n", "lambda_a", "clean", "fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "cw"]
+
+
+def snakemake(workdir: Path, *args: str, overlays: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    configfiles = [str(SMOKE), *map(str, overlays)]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", *configfiles, "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs, rule = set(), None
+    for line in result.stdout.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        elif rule and (m := re.match(r"^\s+wildcards: (.*)$", line)):
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1)))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table,paper", [("table1_skin4_resnet18", "table1_skin_resnet18_ablation.csv"),
+                                         ("table2_chest3_resnet18", "table2_chest_resnet18.csv"),
+                                         ("table3_skin4_vgg16", "table3_skin_vgg16.csv")])
+def test_smoke_tables_have_the_papers_shape(smoke_run, table, paper):
+    ours = pd.read_csv(smoke_run / "results" / "tables" / f"{table}.csv")
+    assert list(ours.columns) == PAPER_COLUMNS
+    rows = yaml.safe_load(SMOKE.read_text())["tables"][table]["rows"]
+    assert [(r["lambda_n"], r["lambda_a"]) for r in rows] == list(zip(ours["lambda_n"], ours["lambda_a"]))
+    values = ours[PAPER_COLUMNS[2:]].to_numpy()
+    assert ((values >= 0) & (values <= 100)).all()
+    vs = pd.read_csv(smoke_run / "results" / "tables" / f"{table}_vs_paper.csv")
+    assert list(vs.columns) == ["lambda_n", "lambda_a", "metric", "ours", "paper", "diff"]
+    assert len(vs) == len(ours) * 6
+    published = pd.read_csv(REPO / "paper" / paper)
+    na = vs[(vs.lambda_n == 0) & (vs.lambda_a == 0) & (vs.metric == "clean")].iloc[0]
+    assert na.paper == published[(published.lambda_n == 0) & (published.lambda_a == 0)]["clean"].iloc[0]
+    assert na["diff"] == pytest.approx(na.ours - na.paper, abs=0.011)
+
+
+@pytest.mark.slow
+def test_smoke_run_records_attacks_and_evaluations(smoke_run):
+    import json
+
+    attack = json.loads((smoke_run / "results/metrics/attacks/skin4/ifgsm10_eps8.json").read_text())
+    assert 0 <= attack["success_rate"] <= 1 and attack["mean_linf_255"] <= 8 + 1e-6
+    evals = sorted((smoke_run / "results/metrics/eval").glob("*.json"))
+    assert len(evals) == 3 + 2 + 2  # every table row of the smoke config, surrogates excluded
+    assert not list(smoke_run.glob("models/*.ckpt"))  # finished trainings leave no partial checkpoint
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(smoke_run):
+    result = snakemake(smoke_run, "-n")
+    assert result.returncode == 0
+    assert planned_jobs(result) == set(), result.stdout
+
+
+@pytest.mark.slow
+def test_changing_one_lambda_reruns_only_that_model_and_downstream(smoke_run, tmp_path):
+    smoke = yaml.safe_load(SMOKE.read_text())
+    rows = smoke["tables"]["table1_skin4_resnet18"]["rows"]
+    rows[1] = {"lambda_n": 0.5, "lambda_a": 0}  # was lambda_n = 1
+    overlay = tmp_path / "one_lambda.yaml"
+    overlay.write_text(yaml.safe_dump({"tables": {"table1_skin4_resnet18": {"rows": rows}}}))
+    jobs = planned_jobs(snakemake(smoke_run, "-n", overlays=(overlay,)))
+    assert jobs == {("train", "model=skin4_resnet18_ln0.5_la0_s0"),
+                    ("evaluate", "model=skin4_resnet18_ln0.5_la0_s0"),
+                    ("table", "table=table1_skin4_resnet18"),
+                    ("all", "")}
+
+
+@pytest.mark.slow
+def test_changing_a_training_hyperparameter_reruns_every_training(smoke_run, tmp_path):
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text(yaml.safe_dump({"training": {"lr": 0.02}}))
+    jobs = planned_jobs(snakemake(smoke_run, "-n", overlays=(overlay,)))
+    trained = {w for r, w in jobs if r == "train"}
+    assert len(trained) == 3 + 2 + 2 + 2  # every model, surrogates included
+    assert not any(r == "prepare" for r, _ in jobs)
+
+
+@pytest.mark.parametrize("overlay,message", [
+    ({"training": {"epochz": 3}}, "unknown key 'training.epochz'"),
+    ({"tables": {"table2_chest3_resnet18": {"rows": [{"lambda_n": -1, "lambda_a": 0}]}}},
+     "'tables.table2_chest3_resnet18.rows[0].lambda_n' = -1 must be >= 0"),
+])
+def test_bad_params_fail_before_any_job(tmp_path, overlay, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(workdir, overlays=(path,))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (workdir / "data").exists() and not (workdir / "models").exists()

@@ -1,0 +1,17 @@
+# The paper's tables: one row per model, accuracy in percent, and a side-by-side with the paper.
+rule table:
+    input:
+        evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],
+        paper=lambda w: [str(REPO / "paper" / CFG["tables"][w.table]["paper"])] if "paper" in CFG["tables"][w.table] else [],
+        code=code("tables.py"),
+    output:
+        table="results/tables/{table}.csv",
+        vs_paper="results/tables/{table}_vs_paper.csv",
+    log:
+        "logs/tables/{table}.log",
+    params:
+        columns=shlex.join(["clean", *PLAN.attacks]),
+        paper=lambda w, input: f"--paper {input.paper[0]}" if input.paper else "",
+    shell:
+        "{PYTHON} -m pipeline_src tables --evals {input.evals} --columns {params.columns} {params.paper}"
+        " --out {output.table} --vs_paper {output.vs_paper} 2> {log}"
