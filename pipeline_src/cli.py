@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = from_namespace(TrainConfig, args)
     history = train_model(cfg, load_split(args.train), load_split(args.test), args.out, args.checkpoint)
-    write_json(args.metrics, {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "history": history})
+    write_json(args.metrics, {"config": dataclasses.asdict(cfg), "history": history})
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -57,13 +57,10 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from pipeline_src.evaluate import evaluate_model
-    from pipeline_src.io import load_torch, write_json
+    from pipeline_src.io import write_json
 
     result = evaluate_model(args.model, args.test, dict(args.adversarial), args.batch_size)
-    config = load_torch(args.model)["config"]
-    write_json(args.out, {"model": Path(args.model).stem, "dataset": args.dataset, "arch": config["arch"],
-                          "lambda_n": config["lambda_n"], "lambda_a": config["lambda_a"], "seed": config["seed"],
-                          **result})
+    write_json(args.out, {"model": Path(args.model).stem, "dataset": args.dataset, **result})
 
 
 def cmd_tables(args: argparse.Namespace) -> None:

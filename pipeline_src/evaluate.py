@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline_src.checkpoints import load_model
+from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.data.prepare import load_split
 from pipeline_src.io import load_torch
 
@@ -30,8 +30,10 @@ def accuracy(model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tens
 
 def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: dict[str, str | Path],
                    batch_size: int = 256) -> dict:
-    """{'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {...}} with accuracies in [0, 1]."""
-    model = load_model(model_path)
+    """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..}},
+    accuracies in [0, 1]."""
+    ckpt = load_checkpoint(model_path)
+    model = ckpt.model
     test = load_split(test_path)
     sets = {"clean": test.images}
     for name, path in adversarial.items():
@@ -40,7 +42,8 @@ def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: d
             raise ValueError(f"adversarial set {path} does not match the test set {test_path}: "
                              "re-run the attack stage for this dataset")
         sets[name] = adv["images"]
-    result: dict = {"n_test": len(test.labels), "accuracy": {}, "correct": {}}
+    result: dict = {**{k: ckpt.config[k] for k in ("arch", "lambda_n", "lambda_a", "seed")},
+                    "n_test": len(test.labels), "accuracy": {}, "correct": {}}
     for name, images in sets.items():
         correct = int((predict(model, images, batch_size) == test.labels).sum())
         result["correct"][name] = correct
