@@ -1,0 +1,153 @@
+"""A torchvision classifier whose low-to-middle layers double as the encoder of an auto-encoder.
+
+    x in [0,1] -> normalise -> encoder (stem .. decoder_stage) -> rest of the conv stages -> f(x) -> head -> logits
+                                  \\-> decoder -> x_hat (reconstruction of the clean image)
+
+The classifier always reads the original image; the decoder only adds the training signal L_a
+(paper section 2.2). ``forward`` returns logits, so attacks and evaluation treat the model as a
+plain classifier; ``outputs`` returns (logits, f(x), x_hat) for training.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.vgg import VGG, cfgs, make_layers
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET_STAGES = ("layer1", "layer2", "layer3")
+VGG_BLOCKS = ("block1", "block2", "block3", "block4")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild the network; stored inside every checkpoint."""
+    arch: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    decoder_stage: str
+    decoder_activation: str = "sigmoid"
+    vgg_head: str = "auto"
+    vgg_width: float = 1.0
+    vgg_batch_norm: bool = True
+    pretrained: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Outputs(NamedTuple):
+    logits: torch.Tensor
+    features: torch.Tensor  # f(x): output of the final conv stage
+    reconstruction: torch.Tensor | None
+
+
+class Normalize(nn.Module):
+    """[0,1] pixels -> ImageNet-normalised 3-channel input; grayscale is repeated to 3 channels."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean) / self.std
+
+
+class Decoder(nn.Module):
+    """Upsamples the encoder's feature map back to the image: one (deconv, BN, ReLU) per factor of 2."""
+
+    def __init__(self, in_features: int, downsample: int, out_channels: int, activation: str) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = in_features
+        for _ in range(int(downsample).bit_length() - 1):
+            nxt = max(ch // 2, 16)
+            layers += [nn.ConvTranspose2d(ch, nxt, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(nxt),
+                       nn.ReLU(inplace=True)]
+            ch = nxt
+        layers += [nn.Conv2d(ch, out_channels, 3, padding=1), nn.Sigmoid() if activation == "sigmoid" else nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def _split_resnet(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+    net = resnet18(weights="IMAGENET1K_V1" if spec.pretrained else None)
+    if spec.num_classes != net.fc.out_features:
+        net.fc = nn.Linear(net.fc.in_features, spec.num_classes)
+    if spec.decoder_stage not in RESNET_STAGES:
+        raise ValueError(f"decoder_stage for resnet18 must be one of {RESNET_STAGES}, got {spec.decoder_stage!r}")
+    k = RESNET_STAGES.index(spec.decoder_stage) + 1
+    stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+    encoder = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, *stages[:k])
+    trunk = nn.Sequential(*stages[k:])
+    head = nn.Sequential(net.avgpool, nn.Flatten(1), net.fc)
+    enc_channels = 64 * 2 ** (k - 1)
+    return encoder, trunk, head, enc_channels, 4 * 2 ** (k - 1)
+
+
+def _split_vgg(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+    cfg = [v if v == "M" else max(8, int(round(v * spec.vgg_width))) for v in cfgs["D"]]
+    if spec.pretrained and spec.vgg_width != 1.0:
+        raise ValueError("pretrained VGG16 weights need vgg_width = 1.0")
+    features = make_layers(cfg, batch_norm=spec.vgg_batch_norm)
+    head_kind = spec.vgg_head if spec.vgg_head != "auto" else ("full" if spec.image_size >= 224 else "pooled")
+    net = VGG(features, num_classes=1000 if spec.pretrained else spec.num_classes, init_weights=not spec.pretrained)
+    if spec.pretrained:
+        from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+
+        weights = VGG16_BN_Weights.IMAGENET1K_V1 if spec.vgg_batch_norm else VGG16_Weights.IMAGENET1K_V1
+        net.load_state_dict(weights.get_state_dict(progress=True))
+        net.classifier[-1] = nn.Linear(4096, spec.num_classes)
+    if spec.decoder_stage not in VGG_BLOCKS:
+        raise ValueError(f"decoder_stage for vgg16 must be one of {VGG_BLOCKS}, got {spec.decoder_stage!r}")
+    k = VGG_BLOCKS.index(spec.decoder_stage) + 1
+    pools = [i for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
+    cut = pools[k - 1] + 1
+    encoder = nn.Sequential(*list(net.features)[:cut])
+    trunk = nn.Sequential(*list(net.features)[cut:])
+    last_ch = [v for v in cfg if v != "M"][-1]
+    if head_kind == "full":
+        head = nn.Sequential(net.avgpool, nn.Flatten(1), net.classifier)
+    else:  # at small inputs the final map is 1x1: the 25088x4096 layer would only multiply copies of it
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(last_ch, spec.num_classes))
+    m_positions = [i for i, v in enumerate(cfg) if v == "M"]
+    enc_channels = cfg[m_positions[k - 1] - 1]
+    return encoder, trunk, head, enc_channels, 2 ** k
+
+
+class DenoisingClassifier(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        if spec.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32 for {spec.arch}, got {spec.image_size}")
+        split = {"resnet18": _split_resnet, "vgg16": _split_vgg}.get(spec.arch)
+        if split is None:
+            raise ValueError(f"unknown arch {spec.arch!r}; allowed: resnet18, vgg16")
+        self.normalize = Normalize(spec.in_channels)
+        self.encoder, self.trunk, self.head, enc_channels, self.downsample = split(spec)
+        self.decoder = Decoder(enc_channels, self.downsample, spec.in_channels, spec.decoder_activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits only: the deployed classifier (the decoder is never on the inference path)."""
+        return self.head(self.trunk(self.encoder(self.normalize(x))))
+
+    def outputs(self, x: torch.Tensor, reconstruct: bool = True) -> Outputs:
+        z = self.encoder(self.normalize(x))
+        features = self.trunk(z)
+        return Outputs(self.head(features), features, self.decoder(z) if reconstruct else None)
+
+
+def build_model(spec: ModelSpec) -> DenoisingClassifier:
+    return DenoisingClassifier(spec)
