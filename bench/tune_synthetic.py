@@ -18,14 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import resnet18
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate  # noqa: E402
+from pipeline_src.data.synthetic import generate  # noqa: E402
+from pipeline_src.data.subsample import subsample_split  # noqa: E402
 
 log = logging.getLogger("tune_synthetic")
 
@@ -53,43 +53,15 @@ class Wrapped(nn.Module):
         return self.net((x - 0.5) / 0.5)
 
 
-def _quotas(sizes: list[int], total: int) -> list[int]:
-    exact = [total * s / sum(sizes) for s in sizes]
-    q = [int(np.floor(e)) for e in exact]
-    for i in sorted(range(len(sizes)), key=lambda i: (-(exact[i] - q[i]), i))[: total - sum(q)]:
-        q[i] += 1
-    return q
-
-
-def split(labels: np.ndarray, n_classes: int, caps: dict[int, int], seed: int, *, test_fraction: float | None = None,
-          train: int | None = None, test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Cap classes at random, then a stratified split (fraction, or fixed totals in proportion)."""
-    rng = np.random.default_rng(seed)
-    per = []
-    for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        if c in caps and len(idx) > caps[c]:
-            idx = np.sort(rng.choice(idx, caps[c], replace=False))
-        per.append(rng.permutation(idx))
-    sizes = [len(i) for i in per]
-    if test_fraction is not None:
-        n_test = [int(np.floor(s * test_fraction + 0.5)) for s in sizes]
-        n_train = [s - t for s, t in zip(sizes, n_test)]
-    else:
-        n_test, n_train = _quotas(sizes, test), _quotas(sizes, train)
-    tr = np.sort(np.concatenate([p[:a] for p, a in zip(per, n_train)]))
-    te = np.sort(np.concatenate([p[a:a + b] for p, a, b in zip(per, n_train, n_test)]))
-    return tr, te
-
-
 def load(name: str, size: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     prof = PROFILES[name]
     t0 = time.perf_counter()
     x, y, classes = generate(prof["source"], prof["counts"], size, data_seed)
     log.info("%s: generated %d images at %d px in %.2f s", name, len(y), size, time.perf_counter() - t0)
-    caps = {classes.index(k): v for k, v in prof["caps"].items()}
-    tr, te = split(y.numpy(), len(classes), caps, data_seed, test_fraction=prof.get("test_fraction"),
-                   train=prof.get("train"), test=prof.get("test"))
+    # The pipeline's own rules (pipeline_src.data.subsample), so tuning sees exactly the default split.
+    tr, te = subsample_split([classes[i] for i in y.tolist()], classes, prof["caps"], seed=data_seed,
+                             test_fraction=prof.get("test_fraction"), train_count=prof.get("train"),
+                             test_count=prof.get("test"))
     xf = x.float() / 255
     return xf[tr], y[tr], xf[te], y[te], classes
 

@@ -2,10 +2,9 @@
 import copy
 
 import pytest
-import yaml
 
-from pipeline_src.config import (AttackConfig, DatasetSpec, ParamsError, TrainConfig, add_dataclass_arguments,
-                                 from_namespace, load_params, to_cli_args, validate_params)
+from pipeline_src.config import (ParamsError, add_dataclass_arguments, from_namespace, load_params, to_cli_args,
+                                 validate_params)
 from pipeline_src.plan import build_plan
 
 
