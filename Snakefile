@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "params.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/attack.smk"

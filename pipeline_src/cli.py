@@ -9,11 +9,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pipeline_src.config import (AttackConfig, DatasetSpec, ParamsError, TrainConfig, add_dataclass_arguments,
                                  from_namespace, load_params, validate_params)
+from pipeline_src import tracking
 
 log = logging.getLogger("pipeline_src")
 
@@ -36,14 +38,29 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     prepare(from_namespace(DatasetSpec, args), args.out_dir)
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from pipeline_src.data.prepare import load_split
     from pipeline_src.io import write_json
     from pipeline_src.train import train_model
 
     cfg = from_namespace(TrainConfig, args)
-    history = train_model(cfg, load_split(args.train), load_split(args.test), args.out, args.checkpoint)
-    write_json(args.metrics, {"config": dataclasses.asdict(cfg), "history": history})
+    model = Path(args.out).stem
+    data_dir = Path(args.train).parent  # data/prepared/<dataset>/: the dataset names the experiment
+    summary = _read_json(data_dir / "summary.json")
+    tags = {"stage": "train", "model": model, "dataset": data_dir.name,
+            "data_sha256_train": summary.get("train", {}).get("sha256", "unknown"),
+            "data_sha256_test": summary.get("test", {}).get("sha256", "unknown")}
+    with tracking.start_run(args.tracking, data_dir.name, model, tags, dataclasses.asdict(cfg)) as run:
+        history = train_model(cfg, load_split(args.train), load_split(args.test), args.out, args.checkpoint,
+                              on_epoch=run.log_epoch)
+        record = {"config": dataclasses.asdict(cfg), "history": history}
+        write_json(args.metrics, record)
+        run.log_artifact(args.out, "checkpoint")
+        run.log_dict({"model": model, "dataset": data_dir.name, **record}, "resolved_config.json")
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -51,22 +68,71 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from pipeline_src.io import write_json
 
     cfg = from_namespace(AttackConfig, args)
-    metrics = craft(cfg, args.surrogate, args.test, args.out)
-    write_json(args.metrics, {"attack": args.name, "config": dataclasses.asdict(cfg), **metrics})
+    dataset, surrogate = Path(args.test).parent.name, Path(args.surrogate).stem
+    tags = {"stage": "attack", "attack": args.name, "dataset": dataset, "surrogate": surrogate}
+    params = {"attack": args.name, **{k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}}
+    with tracking.start_run(args.tracking, dataset, f"{dataset}/{args.name}", tags, params) as run:
+        run.set_tags({"surrogate_run_id": run.find(stage="train", model=surrogate) or "unknown"})
+        metrics = craft(cfg, args.surrogate, args.test, args.out)
+        write_json(args.metrics, {"attack": args.name, "config": dataclasses.asdict(cfg), **metrics})
+        run.log_metrics(metrics)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from pipeline_src.evaluate import evaluate_model
     from pipeline_src.io import write_json
 
-    result = evaluate_model(args.model, args.test, dict(args.adversarial), args.batch_size)
-    write_json(args.out, {"model": Path(args.model).stem, "dataset": args.dataset, **result})
+    model, adversarial = Path(args.model).stem, dict(args.adversarial)
+    tags = {"stage": "evaluate", "model": model, "dataset": args.dataset}
+    params = {"model": model, "batch_size": args.batch_size, "attacks": ",".join(adversarial)}
+    with tracking.start_run(args.tracking, args.dataset, f"eval/{model}", tags, params) as run:
+        # the links that lead from a table row to the runs that made it
+        run.set_tags({"train_run_id": run.find(stage="train", model=model) or "unknown",
+                      **{f"attack_run_id.{a}": run.find(stage="attack", attack=a) or "unknown" for a in adversarial}})
+        result = evaluate_model(args.model, args.test, adversarial, args.batch_size)
+        write_json(args.out, {"model": model, "dataset": args.dataset, **result})
+        run.log_metrics({f"accuracy_{name}": acc for name, acc in result["accuracy"].items()})
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
     from pipeline_src.tables import write_tables
 
-    write_tables(args.evals, args.columns, args.out, args.paper, args.vs_paper)
+    evals = [_read_json(Path(p)) for p in args.evals]
+    models = [ev.get("model", Path(p).stem) for ev, p in zip(evals, args.evals)]
+    dataset = evals[0].get("dataset", "tables") if evals else "tables"
+    table = Path(args.out).stem
+    tags = {"stage": "table", "table": table, "dataset": dataset, "models": ",".join(models)}
+    params = {"columns": ",".join(args.columns)}
+    with tracking.start_run(args.tracking, dataset, f"table/{table}", tags, params) as run:
+        run.set_tags({f"eval_run_id.{m}": run.find(stage="evaluate", model=m) or "unknown" for m in models})
+        write_tables(args.evals, args.columns, args.out, args.paper, args.vs_paper)
+        for path in (args.out, args.vs_paper):
+            if path:
+                run.log_artifact(path, "tables")
+
+
+def cmd_tracking_init(args: argparse.Namespace) -> None:
+    from pipeline_src.io import write_json
+
+    if not args.disabled:
+        # fail in seconds, not after MLflow's minutes of HTTP retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        ids = tracking.ensure_store(tracking.tracking_uri(), args.experiments)
+        log.info("MLflow store %s ready: %s", tracking.tracking_uri(), ids)
+    # No URI and no ids in the marker: it is a dependency of every tracked job (DVC hashes it), and
+    # where the runs go must not decide whether results are out of date.
+    write_json(args.out, {"enabled": not args.disabled, "experiments": sorted(args.experiments)})
+
+
+def cmd_dvc_yaml(args: argparse.Namespace) -> None:
+    from pipeline_src.dvc_yaml import check_dvc_yaml, write_dvc_yaml
+
+    if args.check:
+        check_dvc_yaml(args.params, args.out, args.stamp)
+    else:
+        write_dvc_yaml(args.params, args.out)
+        log.info("wrote %s from %s", args.out, args.params)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("train", "test", "out", "metrics"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--checkpoint", default=None, help="per-epoch checkpoint (default: OUT.ckpt)")
+    _add_tracking_flag(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("attack", help="craft one adversarial test set on the surrogate")
     add_dataclass_arguments(p, AttackConfig)
     for name in ("name", "surrogate", "test", "out", "metrics"):
         p.add_argument(f"--{name}", required=True)
+    _add_tracking_flag(p)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("evaluate", help="accuracy of one model on clean and adversarial test sets")
@@ -102,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--adversarial", nargs="*", type=_kv_path, default=[], metavar="NAME=PATH")
     p.add_argument("--batch_size", type=int, default=256)
+    _add_tracking_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="join evaluations into one paper-shaped table")
@@ -110,8 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paper", default=None)
     p.add_argument("--vs_paper", default=None)
+    _add_tracking_flag(p)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("tracking-init", help="create the MLflow database and experiments before parallel jobs")
+    p.add_argument("--experiments", nargs="+", required=True, help="one per dataset")
+    p.add_argument("--out", required=True, help="marker file the tracked jobs depend on")
+    p.add_argument("--disabled", action="store_true",
+                   help="tracking is off (params: tracking.enabled false): only write the marker")
+    p.set_defaults(func=cmd_tracking_init)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the plan of a parameter file")
+    p.add_argument("--params", default="params.yaml", help="the parameter file DVC tracks (default params.yaml)")
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="fail if OUT differs from what PARAMS generates")
+    p.add_argument("--stamp", default=None, help="with --check: file written when OUT is up to date")
+    p.set_defaults(func=cmd_dvc_yaml)
     return parser
+
+
+def _add_tracking_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking", action="store_true",
+                        help="log an MLflow run (MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); "
+                             "the experiment is the dataset")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         args.func(args)
-    except (ParamsError, ValueError, FileNotFoundError) as exc:
+    except (ParamsError, ValueError, FileNotFoundError, tracking.TrackingError) as exc:
         log.debug("details", exc_info=True)
         log.error("%s", exc)
         return 2

@@ -139,10 +139,22 @@ def _check_semantics(cfg: dict, source: str) -> None:
                 if cls not in known:
                     raise ParamsError(f"{source}: '{where}.synthetic_counts' has unknown class {cls!r}; "
                                       f"classes of {ds['source']}: {', '.join(known)}")
+            for key in ("path", "channels"):
+                if key in ds:
+                    raise ParamsError(f"{source}: '{where}.{key}' applies only to source folder, "
+                                      f"not {ds['source']}; remove it")
             for cls in ds["classes"]:
                 if cls not in counts:
                     raise ParamsError(f"{source}: '{where}.classes' keeps {cls!r}, which "
                                       f"'{where}.synthetic_counts' does not generate; allowed: {', '.join(counts)}")
+        elif ds["source"] == "folder":
+            for key, hint in (("path", "a directory holding labels.csv (columns image,label) and the images"),
+                              ("channels", "1 for grayscale, 3 for RGB")):
+                if key not in ds:
+                    raise ParamsError(f"{source}: '{where}.{key}' is required for source folder: {hint}")
+            if "synthetic_counts" in ds:
+                raise ParamsError(f"{source}: '{where}.synthetic_counts' applies only to the synthetic sources; "
+                                  "remove it (a folder's counts come from its labels.csv)")
         for cls in ds.get("caps", {}):
             if cls not in ds["classes"]:
                 raise ParamsError(f"{source}: '{where}.caps' names {cls!r}, not a kept class; "
@@ -196,6 +208,8 @@ class DatasetSpec:
     train_count: int | None = None
     test_count: int | None = None
     synthetic_counts: dict[str, int] = field(default_factory=dict)
+    path: str | None = None
+    channels: int | None = None
     seed: int = 0
 
     @classmethod
@@ -204,7 +218,8 @@ class DatasetSpec:
         return cls(source=ds["source"], image_size=ds["image_size"], classes=tuple(ds["classes"]),
                    caps=dict(ds.get("caps", {})), test_fraction=split.get("test_fraction"),
                    train_count=split.get("train"), test_count=split.get("test"),
-                   synthetic_counts=dict(ds.get("synthetic_counts", {})), seed=seed)
+                   synthetic_counts=dict(ds.get("synthetic_counts", {})), path=ds.get("path"),
+                   channels=ds.get("channels"), seed=seed)
 
 
 @dataclass(frozen=True)

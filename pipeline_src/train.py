@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,8 +63,14 @@ def _checkpoint(model, optimizer, scheduler, generator, epoch: int, cfg: TrainCo
 
 
 def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Path,
-                checkpoint_path: str | Path | None = None) -> list[dict]:
-    """Train, checkpointing every epoch to ``checkpoint_path``; resume from it when it matches ``cfg``."""
+                checkpoint_path: str | Path | None = None,
+                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train, checkpointing every epoch to ``checkpoint_path``; resume from it when it matches ``cfg``.
+
+    ``on_epoch(record)`` is called with every epoch's record as soon as it exists (the tracker logs it
+    live); after a resume it is first called with the restored epochs, so the caller sees them all.
+    """
+    on_epoch = on_epoch or (lambda record: None)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)  # weight initialisation
     generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and noise
@@ -84,6 +91,8 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
             torch.set_rng_state(ckpt["torch_rng"])
             start, history = ckpt["epoch"], ckpt["history"]
             log.info("resuming %s after epoch %d", out_path, start)
+            for record in history:
+                on_epoch(record)
         else:
             log.info("ignoring checkpoint %s: it belongs to a different configuration", checkpoint_path)
 
@@ -117,6 +126,7 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
                   "test_accuracy": accuracy(model, test.images, test.labels),
                   **{k: sums[k] / batches for k in logged}}
         history.append(record)
+        on_epoch(record)
         log.info("epoch %d (%.1f s): %s", epoch + 1, time.perf_counter() - t0,
                  {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
         save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history), checkpoint_path)

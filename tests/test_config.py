@@ -31,6 +31,9 @@ def test_default_params_and_smoke_overlay_are_valid(repo, params):
     (lambda p: p["training"].update(epochs="ten"), "'training.epochs' = 'ten' must be of type integer"),
     (lambda p: p["attacks"]["fgsm_eps4"].update(steps=10), "'attacks.fgsm_eps4.steps' does not apply to method fgsm"),
     (lambda p: p["datasets"]["skin4"]["caps"].update(DF=5), "'datasets.skin4.caps' names 'DF', not a kept class"),
+    (lambda p: p["datasets"]["chest3"].update(source="folder", channels=1),
+     "'datasets.chest3.path' is required for source folder"),
+    (lambda p: p["datasets"]["chest3"].update(path="x"), "'datasets.chest3.path' applies only to source folder"),
     (lambda p: p["datasets"]["skin4"].update(split={"test_fraction": 0.2, "train": 10}),
      "'datasets.skin4.split' must give either test_fraction or both train and test counts"),
 ])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_helpers import run_snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -16,10 +17,7 @@ PAPER_COLUMNS = ["lambda_n", "lambda_a", "clean", "fgsm_eps4", "fgsm_eps8", "ifg
 
 
 def snakemake(workdir: Path, *args: str, overlays: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    configfiles = [str(SMOKE), *map(str, overlays)]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", *configfiles, "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return run_snakemake(workdir, *args, overlays=overlays)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
@@ -35,12 +33,7 @@ def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+# smoke_run: the session fixture in conftest.py (one smoke run shared with tests/test_tracking.py)
 
 
 @pytest.mark.slow
@@ -119,3 +112,15 @@ def test_bad_params_fail_before_any_job(tmp_path, overlay, message):
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not (workdir / "data").exists() and not (workdir / "models").exists()
+
+
+@pytest.mark.slow
+def test_same_params_give_byte_identical_tables_and_metrics(smoke_run, tmp_path):
+    """A second run from scratch, scheduled differently (one core), writes the same bytes."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "--configfile", str(SMOKE), "--cores", "1"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    files = sorted(p.relative_to(smoke_run) for p in (smoke_run / "results").rglob("*") if p.is_file())
+    assert len(files) >= 6 + 7 + 10
+    for rel in files:
+        assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pipeline_src.config import DatasetSpec
+from pipeline_src.data.folder import load_folder
 from pipeline_src.data.subsample import subsample_split
 from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
 from pipeline_src.io import load_torch, save_torch, write_json
@@ -45,6 +46,9 @@ def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:
     if spec.source in SYNTHETIC_CLASSES:
         images, labels, names = generate(spec.source, spec.synthetic_counts, spec.image_size, spec.seed)
         return images, [names[i] for i in labels.tolist()]
+    if spec.source == "folder":
+        assert spec.path is not None and spec.channels is not None  # validated with the params
+        return load_folder(spec.path, spec.channels, spec.image_size)
     raise ValueError(f"unknown dataset source {spec.source!r}")
 
 

@@ -4,6 +4,7 @@ rule attack:
         surrogate=lambda w: model_path(PLAN.surrogate(w.dataset).name),
         test=prepared("{dataset}", "test"),
         code=code("attacks.py", "adversarial.py", "checkpoints.py", "models/denoising.py", "evaluate.py"),
+        tracking=tracking_ready(),
     output:
         adversarial=adversarial_path("{dataset}", "{attack}"),
         metrics="results/metrics/attacks/{dataset}/{attack}.json",
@@ -14,4 +15,4 @@ rule attack:
     threads: CFG["training"]["threads"]
     shell:
         "{PYTHON} -m pipeline_src attack {params.args} --name {wildcards.attack} --surrogate {input.surrogate}"
-        " --test {input.test} --out {output.adversarial} --metrics {output.metrics} 2> {log}"
+        " --test {input.test} --out {output.adversarial} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"

@@ -1,7 +1,14 @@
 # Raw images -> the paper's subsampling rules -> uint8 tensors, decoded once.
+def raw_inputs(dataset):
+    """A folder dataset's labels.csv: editing it re-prepares the dataset."""
+    ds = CFG["datasets"][dataset]
+    return [os.path.join(ds["path"], "labels.csv")] if ds["source"] == "folder" else []
+
+
 rule prepare:
     input:
-        code=code("data/prepare.py", "data/subsample.py", "data/synthetic.py"),
+        raw=lambda w: raw_inputs(w.dataset),
+        code=code("data/prepare.py", "data/subsample.py", "data/synthetic.py", "data/folder.py"),
     output:
         train=prepared("{dataset}", "train"),
         test=prepared("{dataset}", "test"),

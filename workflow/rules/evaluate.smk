@@ -5,6 +5,7 @@ rule evaluate:
         test=lambda w: prepared(PLAN.models[w.model].dataset, "test"),
         adversarial=lambda w: [adversarial_path(PLAN.models[w.model].dataset, a) for a in PLAN.attacks],
         code=code("evaluate.py", "checkpoints.py", "models/denoising.py"),
+        tracking=tracking_ready(),
     output:
         eval_path("{model}"),
     log:
@@ -16,4 +17,4 @@ rule evaluate:
     threads: CFG["training"]["threads"]
     shell:
         "{PYTHON} -m pipeline_src evaluate --model {input.model} --test {input.test} --dataset {params.dataset}"
-        " --adversarial {params.adversarial} --batch_size {params.batch_size} --out {output} 2> {log}"
+        " --adversarial {params.adversarial} --batch_size {params.batch_size} --out {output} {TRACKING_ARG} 2> {log}"

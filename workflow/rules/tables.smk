@@ -4,6 +4,7 @@ rule table:
         evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],
         paper=lambda w: [str(REPO / "paper" / CFG["tables"][w.table]["paper"])] if "paper" in CFG["tables"][w.table] else [],
         code=code("tables.py"),
+        tracking=tracking_ready(),
     output:
         table="results/tables/{table}.csv",
         vs_paper="results/tables/{table}_vs_paper.csv",
@@ -14,4 +15,4 @@ rule table:
         paper=lambda w, input: f"--paper {input.paper[0]}" if input.paper else "",
     shell:
         "{PYTHON} -m pipeline_src tables --evals {input.evals} --columns {params.columns} {params.paper}"
-        " --out {output.table} --vs_paper {output.vs_paper} 2> {log}"
+        " --out {output.table} --vs_paper {output.vs_paper} {TRACKING_ARG} 2> {log}"

@@ -5,6 +5,7 @@ rule train:
         test=lambda w: prepared(PLAN.models[w.model].dataset, "test"),
         code=code("train.py", "losses.py", "models/denoising.py", "evaluate.py", "checkpoints.py",
                   "data/prepare.py"),
+        tracking=tracking_ready(),
     output:
         model=model_path("{model}"),
         metrics="results/metrics/train/{model}.json",
@@ -15,4 +16,4 @@ rule train:
     threads: CFG["training"]["threads"]
     shell:
         "{PYTHON} -m pipeline_src train {params.args} --train {input.train} --test {input.test}"
-        " --out {output.model} --metrics {output.metrics} 2> {log}"
+        " --out {output.model} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
