@@ -346,13 +346,13 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
+    """Inverse of ``add_dataclass_arguments``: list options become dicts or tuples by the field's type."""
+    hints = get_type_hints(cls)
     values = {}
     for f in fields(cls):
         v = getattr(ns, f.name)
         if isinstance(v, list):
-            v = dict(v) if v and isinstance(v[0], tuple) else tuple(v)
-            if f.name in ("caps", "synthetic_counts") and v == ():
-                v = {}
+            v = dict(v) if get_origin(hints[f.name]) is dict else tuple(v)
         values[f.name] = v
     return cls(**values)
 
