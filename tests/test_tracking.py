@@ -14,7 +14,8 @@ import yaml
 from pipeline_src import tracking
 from pipeline_src.config import TrainConfig, load_params, validate_params
 from pipeline_src.plan import build_plan
-from workflow_helpers import REPO, SMOKE, hermetic_env, run_snakemake
+from workflow_helpers import (REPO, SMOKE, database_errors, expected_tracked_jobs, hermetic_env, run_snakemake,
+                              tracked_runs)
 
 TRAIN_PARAMS = {f.name for f in fields(TrainConfig)}
 EPOCH_METRICS = {"loss", "loss_c", "train_accuracy", "test_accuracy", "lr"}
@@ -30,13 +31,7 @@ def runs(smoke_run, plan):
     """{stage: [Run]} of the smoke run's store, all experiments."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
-    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
-    assert set(plan.datasets) <= set(experiments)
-    found: dict[str, list] = {}
-    for run in client.search_runs([experiments[d] for d in plan.datasets], max_results=1000):
-        found.setdefault(run.data.tags["stage"], []).append(run)
-    return client, found
+    return MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}"), tracked_runs(smoke_run, plan.datasets)
 
 
 @pytest.mark.slow
@@ -100,13 +95,9 @@ def test_attack_evaluation_and_table_runs_are_linked(runs, plan):
 @pytest.mark.slow
 def test_parallel_run_loses_no_run_and_logs_no_database_error(smoke_run, runs, plan):
     _, found = runs
-    jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
     all_runs = [r for stage in found.values() for r in stage]
-    assert len(all_runs) == jobs and all(r.info.status == "FINISHED" for r in all_runs)
-    logs = [smoke_run / "snakemake.stderr", *sorted((smoke_run / "logs").rglob("*.log"))]
-    for path in logs:
-        text = path.read_text().lower()
-        assert "database is locked" not in text and "operationalerror" not in text, path
+    assert len(all_runs) == expected_tracked_jobs(plan) and all(r.info.status == "FINISHED" for r in all_runs)
+    assert database_errors(smoke_run, (smoke_run / "snakemake.stderr").read_text()) == []
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "sqlite:///{tmp}/missing/mlflow.db"])

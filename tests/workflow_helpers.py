@@ -23,3 +23,28 @@ def run_snakemake(workdir: Path, *args: str, overlays: tuple[Path, ...] = (), co
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(SMOKE), *map(str, overlays), "--cores", cores, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env or hermetic_env())
+
+
+def tracked_runs(workdir: Path, experiments: tuple[str, ...]) -> dict[str, list]:
+    """{stage: [mlflow Run]} of a run's local store (sqlite:///mlflow.db in the workdir)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    ids = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert set(experiments) <= set(ids), f"experiments {sorted(ids)} lack some of {experiments}"
+    found: dict[str, list] = {}
+    for run in client.search_runs([ids[d] for d in experiments], max_results=10000):
+        found.setdefault(run.data.tags["stage"], []).append(run)
+    return found
+
+
+def expected_tracked_jobs(plan) -> int:
+    """One MLflow run per training, attack, evaluation and table job of the plan."""
+    return len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+
+
+def database_errors(workdir: Path, stderr: str) -> list[str]:
+    """Snakemake's stderr and every job log that mentions an SQLite/MLflow database error."""
+    texts = {"snakemake stderr": stderr, **{str(p): p.read_text() for p in sorted((workdir / "logs").rglob("*.log"))}}
+    return [name for name, text in texts.items()
+            if "database is locked" in text.lower() or "operationalerror" in text.lower()]

@@ -41,9 +41,11 @@ def read_labels(root: Path, labels_csv: str = "labels.csv") -> list[tuple[str, s
     return rows
 
 
-def _decode(path: Path, channels: int, size: int) -> np.ndarray:
+def _decode(path: Path, channels: int, size: int) -> tuple[np.ndarray, str]:
+    """(uint8 [C, S, S], the file's own PIL mode)."""
     try:
         with Image.open(path) as im:
+            mode = im.mode
             im = im.convert("L" if channels == 1 else "RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
@@ -52,7 +54,7 @@ def _decode(path: Path, channels: int, size: int) -> np.ndarray:
         raise FolderError(f"{path} is listed in labels.csv but does not exist") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise FolderError(f"{path} cannot be decoded as an image ({exc}); remove it from labels.csv") from None
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    return (arr[None] if channels == 1 else arr.transpose(2, 0, 1)), mode
 
 
 def load_folder(root: str | Path, channels: int, image_size: int,
@@ -63,10 +65,19 @@ def load_folder(root: str | Path, channels: int, image_size: int,
         raise FolderError(f"dataset folder {root} does not exist: set datasets.<name>.path")
     rows = read_labels(root, labels_csv)
     out = np.empty((len(rows), channels, image_size, image_size), dtype=np.uint8)
+    wanted = "L" if channels == 1 else "RGB"
+    converted: list[str] = []
     for i, (image, _) in enumerate(tqdm(rows, desc=f"decoding {root.name}", disable=None)):
         target = (root / image).resolve()
         if root.resolve() not in target.parents:
             raise FolderError(f"{root / labels_csv}: image path {image!r} points outside {root}")
-        out[i] = _decode(target, channels, image_size)
+        out[i], mode = _decode(target, channels, image_size)
+        if mode != wanted:
+            converted.append(image)
+    if converted:
+        # A grayscale image in an RGB set (or the reverse) is converted, not rejected: counted and named
+        # so that a folder mixing modalities by mistake is seen.
+        log.warning("%d of %d images converted to %s (datasets.<name>.channels = %d): %s%s", len(converted),
+                    len(rows), wanted, channels, ", ".join(converted[:5]), " ..." if len(converted) > 5 else "")
     log.info("decoded %d images from %s", len(rows), root)
     return torch.from_numpy(out), [label for _, label in rows]

@@ -6,6 +6,7 @@ classes: [...]}) and ``summary.json`` with the per-class counts.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,18 @@ def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:
 def prepare(spec: DatasetSpec, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     images, label_names = load_raw(spec)
+    # Labels outside `classes` are dropped by design (ISIC's AKIEC, DF, VASC): counted, so a typo in a
+    # class name shows up as a dropped label rather than as a silently smaller dataset.
+    dropped = dict(sorted(Counter(n for n in label_names if n not in spec.classes).items()))
+    if dropped:
+        log.warning("dropped %d of %d images whose label is not in classes %s: %s", sum(dropped.values()),
+                    len(label_names), list(spec.classes), dropped)
     train_idx, test_idx = subsample_split(label_names, spec.classes, spec.caps, seed=spec.seed,
                                           test_fraction=spec.test_fraction, train_count=spec.train_count,
                                           test_count=spec.test_count)
     class_index = {c: i for i, c in enumerate(spec.classes)}
     summary: dict = {"source": spec.source, "classes": list(spec.classes), "image_size": spec.image_size,
-                     "channels": int(images.shape[1])}
+                     "channels": int(images.shape[1]), "dropped": dropped}
     for split, idx in (("train", train_idx), ("test", test_idx)):
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         labels = torch.tensor([class_index[label_names[i]] for i in idx], dtype=torch.long)
