@@ -31,9 +31,13 @@ def save_torch(obj: Any, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
-def load_torch(path: str | Path) -> Any:
-    """Checkpoints and datasets hold only tensors and plain containers: never unpickle code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_torch(path: str | Path, mmap: bool = False) -> Any:
+    """Checkpoints and datasets hold only tensors and plain containers: never unpickle code.
+
+    ``mmap=True`` maps the tensors from the file instead of reading them: jobs side by side on one
+    dataset share its pages, and a batch reads only its own images.
+    """
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -38,7 +38,7 @@ class Split:
 
 
 def load_split(path: str | Path) -> Split:
-    data = load_torch(path)
+    data = load_torch(path, mmap=True)
     return Split(images=data["images"], labels=data["labels"], classes=list(data["classes"]))
 
 
