@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
 PARTITION = "test"
 
 SLURM_CONF = """\
@@ -91,9 +92,21 @@ class LocalSlurm:
         self.host = ""
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Clients' environment: SLURM_CONF, and the srun shim (see ``_srun_shim``) first on PATH."""
         env = dict(os.environ if base is None else base)
         env["SLURM_CONF"] = str(self.conf)
+        env["PATH"] = f"{self.root / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
         return env
+
+    def _srun_shim(self) -> None:
+        """Inside a job, snakemake-executor-plugin-slurm-jobstep runs each rule through a nested
+        ``srun`` with every SLURM_* variable but the job's ids removed, SLURM_CONF included. A real
+        cluster's srun then reads /etc/slurm/slurm.conf (or slurmd's configless cache); this test
+        cluster's config lives elsewhere, so the real srun is called with SLURM_CONF set again."""
+        shim = self.root / "bin" / "srun"
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF={shlex.quote(str(self.conf))} exec {shlex.quote(_which("srun"))} "$@"\n')
+        shim.chmod(0o755)
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / "log" / f"{name}.out", "w")  # noqa: SIM115 - closed with the process
@@ -124,6 +137,7 @@ class LocalSlurm:
             host=self.host, ctld_port=_free_port(), d_port=_free_port(), user=getpass.getuser(),
             munge_socket=sock, root=self.root, min_job_age=self.min_job_age, node_line=line,
             partition=PARTITION))
+        self._srun_shim()
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-f", str(self.conf)])
         self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
         self._wait(self._node_idle, timeout, "the node to be idle in sinfo")

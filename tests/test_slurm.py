@@ -157,9 +157,9 @@ def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow
     start = time.monotonic()
     cmd = [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", str(tmp_path / "slurm"),
            "--workflow-profile", str(tiny_workflow / "profiles" / "slurm"),
-           # test cluster: no accounting (squeue sees finished jobs for MinJobAge=300 s >= 3 x 2 s), no account
+           # test cluster without accounting: squeue sees finished jobs for MinJobAge=300 s >= 3 x 2 s
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-           "--seconds-between-status-checks", "2", "--slurm-no-account", "--slurm-keep-successful-logs",
+           "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs",
            "--latency-wait", "5", "--retries", "0", "--jobs", "4"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     elapsed = time.monotonic() - start
