@@ -84,7 +84,7 @@ def node_line() -> tuple[str, str]:
 
 
 class LocalSlurm:
-    def __init__(self, root: Path, min_job_age: int = 300):
+    def __init__(self, root: Path, min_job_age: int = 3600):
         self.root = Path(root)
         self.min_job_age = min_job_age
         self.procs: list[subprocess.Popen] = []

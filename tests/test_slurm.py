@@ -150,21 +150,26 @@ def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow
     env = slurm.env(hermetic_env())
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `snakemake` inside the jobs
 
-    local = subprocess.run([sys.executable, "-m", "snakemake", "-s", snakefile, "-d", str(tmp_path / "local"),
-                            "--cores", "2"], capture_output=True, text=True, timeout=300, env=env)
-    assert local.returncode == 0, local.stderr[-3000:]
-
+    # the local run alongside: the SLURM run mostly waits between status checks
+    local = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", snakefile, "-d", str(tmp_path / "local"),
+                              "--cores", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     start = time.monotonic()
     cmd = [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", str(tmp_path / "slurm"),
            "--workflow-profile", str(tiny_workflow / "profiles" / "slurm"),
-           # test cluster without accounting: squeue sees finished jobs for MinJobAge=300 s >= 3 x 2 s
+           # test cluster without accounting: squeue sees finished jobs for MinJobAge=3600 s >= 3 x 2 s
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
            "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs",
            "--latency-wait", "5", "--retries", "0", "--jobs", "4"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     elapsed = time.monotonic() - start
     (tmp_path / "snakemake.stderr").write_text(result.stderr)
+    try:
+        local_stderr = local.communicate(timeout=300)[1]
+    finally:
+        if local.poll() is None:
+            local.kill()
     assert result.returncode == 0, result.stderr[-4000:] + "\n" + slurm.logs()
+    assert local.returncode == 0, local_stderr[-3000:]
 
     # every job went through sbatch: as many submissions as jobs, one SLURM log each
     stats = re.search(r"^total\s+(\d+)$", result.stderr, re.M)
