@@ -187,6 +187,7 @@ def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow
         want = job_resources(cfg, rule)
         assert job["MinMemoryNode"] == f"{want.mem_mb}M", (rule, job)
         assert job["TimeLimit"] == f"{want.runtime // 60:02d}:{want.runtime % 60:02d}:00", (rule, job)
+        assert int(job["NumCPUs"]) == want.threads, (rule, job)
         assert job["Partition"] == "test"
 
     local_tables = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / "results" / "tables").glob("*.csv"))
