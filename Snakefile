@@ -25,3 +25,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# After every rule exists: each entry of params' `resources:` must name one (catches a misspelt rule).
+check_resource_kinds()

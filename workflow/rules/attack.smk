@@ -12,7 +12,8 @@ rule attack:
         "logs/attack/{dataset}/{attack}.log",
     params:
         args=lambda w: cli_args(PLAN.attack_config(w.attack)),
-    threads: CFG["training"]["threads"]
+    threads: job_threads("attack")
+    resources: **job_resources("attack")
     shell:
         "{PYTHON} -m pipeline_src attack {params.args} --name {wildcards.attack} --surrogate {input.surrogate}"
         " --test {input.test} --out {output.adversarial} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"

@@ -67,3 +67,34 @@ def eval_path(name):
 
 def get_final_output():
     return [f"results/tables/{t}{suffix}.csv" for t in PLAN.tables for suffix in ("", "_vs_paper")]
+
+
+# --------------------------------------------------------------------------- resources per rule
+# What a job reserves locally and requests from a cluster, from params.yaml's `resources:` section
+# (pipeline_src/resources.py). One line each in a rule, with the rule's own name as the kind:
+#
+#     rule my_rule:
+#         ...
+#         threads: job_threads("my_rule")
+#         resources: **job_resources("my_rule")
+#
+# A kind without an entry in params gets resources.default (and 1 thread). A rule whose job runs torch
+# with training.threads threads: add its name to pipeline_src.resources.TORCH_KINDS. A GPU job: give
+# its entry `gpu: 1`; profiles/default caps the GPUs in use locally (--resources gpu=1).
+from pipeline_src import resources as _resources
+
+
+def job_threads(kind):
+    return _resources.job_resources(CFG, kind).threads
+
+
+def job_resources(kind):
+    return _resources.job_resources(CFG, kind).snakemake()
+
+
+def check_resource_kinds():
+    """Called at the end of the Snakefile, once every rule exists: a misspelt entry is an error."""
+    try:
+        _resources.check_resources(CFG, {r.name for r in workflow.rules}, source=_sources)
+    except ParamsError as err:
+        raise WorkflowError(f"invalid parameters: {err}") from None

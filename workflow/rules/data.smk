@@ -17,5 +17,7 @@ rule prepare:
         "logs/prepare/{dataset}.log",
     params:
         args=lambda w: cli_args(PLAN.dataset_spec(w.dataset)),
+    threads: job_threads("prepare")
+    resources: **job_resources("prepare")
     shell:
         "{PYTHON} -m pipeline_src prepare {params.args} --out_dir data/prepared/{wildcards.dataset} 2> {log}"

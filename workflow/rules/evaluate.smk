@@ -14,7 +14,8 @@ rule evaluate:
         adversarial=lambda w, input: shlex.join(f"{a}={p}" for a, p in zip(PLAN.attacks, input.adversarial)),
         dataset=lambda w: PLAN.models[w.model].dataset,
         batch_size=CFG["evaluation"]["batch_size"],
-    threads: CFG["training"]["threads"]
+    threads: job_threads("evaluate")
+    resources: **job_resources("evaluate")
     shell:
         "{PYTHON} -m pipeline_src evaluate --model {input.model} --test {input.test} --dataset {params.dataset}"
         " --adversarial {params.adversarial} --batch_size {params.batch_size} --out {output} {TRACKING_ARG} 2> {log}"

@@ -13,6 +13,8 @@ rule table:
     params:
         columns=shlex.join(["clean", *PLAN.attacks]),
         paper=lambda w, input: f"--paper {input.paper[0]}" if input.paper else "",
+    threads: job_threads("table")
+    resources: **job_resources("table")
     shell:
         "{PYTHON} -m pipeline_src tables --evals {input.evals} --columns {params.columns} {params.paper}"
         " --out {output.table} --vs_paper {output.vs_paper} {TRACKING_ARG} 2> {log}"

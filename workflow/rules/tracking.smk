@@ -34,6 +34,8 @@ rule tracking_init:
         experiments=shlex.join(PLAN.datasets),
         disabled="" if TRACKING else "--disabled",
         uri=TRACKING_URI,  # a different store is initialised again
+    threads: job_threads("tracking_init")
+    resources: **job_resources("tracking_init")
     shell:
         "{PYTHON} -m pipeline_src tracking-init --experiments {params.experiments} {params.disabled}"
         " --out {output} 2> {log}"

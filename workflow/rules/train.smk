@@ -13,7 +13,8 @@ rule train:
         "logs/train/{model}.log",
     params:
         args=lambda w: cli_args(PLAN.train_config(w.model)),
-    threads: CFG["training"]["threads"]
+    threads: job_threads("train")
+    resources: **job_resources("train")
     shell:
         "{PYTHON} -m pipeline_src train {params.args} --train {input.train} --test {input.test}"
         " --out {output.model} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
