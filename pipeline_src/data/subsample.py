@@ -59,8 +59,11 @@ def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping
                                  f"(e.g. test: {sum(sizes) - train_count} keeps every remaining image)")
         n_test = _quotas(sizes, test_count)
         n_train = _quotas(sizes, train_count)
-        # A class whose proportional share overflows is impossible here: quotas <= size by construction,
-        # since train + test <= total; assert it anyway because a silent overlap would leak test images.
+        if any(a + b > s for a, b, s in zip(n_train, n_test, sizes)):
+            # Rounding can overflow a class when train + test is (nearly) every image (RSNA: 21,000 + the
+            # remaining 5,684): then share train over what test left. Otherwise unchanged, so existing splits stay.
+            n_train = _quotas([s - t for s, t in zip(sizes, n_test)], train_count)
+        # quotas <= capacity by construction now; assert it because a silent overlap would leak test images.
         assert all(a + b <= s for a, b, s in zip(n_train, n_test, sizes))
     for cls, a, b in zip(classes, n_train, n_test):
         if a == 0 or b == 0:
