@@ -295,6 +295,7 @@ class TrainConfig:
     vgg_batch_norm: bool
     pretrained: bool
     threads: int
+    compile: bool | None = None  # GPU only: torch.compile the forward passes (None = off; keeps CPU commands)
 
     @property
     def defended(self) -> bool:
@@ -312,7 +313,7 @@ class TrainConfig:
                    reconstruction_distance=t["reconstruction_distance"], reconstruct=t["reconstruct"],
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
                    vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
-                   pretrained=m["pretrained"], threads=t["threads"])
+                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None)
 
 
 @dataclass(frozen=True)
