@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ValueError):  # a ValueError: the CLI reports it in one line
     """A download failed or its content is not what the pinned checksum says."""
 
 

@@ -32,7 +32,7 @@ CLASS_INFO = "stage_2_detailed_class_info.csv"
 IMAGES = "stage_2_train_images"
 
 
-class KaggleCredentialsError(RuntimeError):
+class KaggleCredentialsError(ValueError):  # a ValueError: the CLI reports it in one line
     """No Kaggle API credentials were found (the message says where to put them)."""
 
 
@@ -75,8 +75,11 @@ def kaggle_credentials(env: Mapping[str, str] | None = None, home: str | Path | 
 
 def make_kaggle_api():
     """An authenticated KaggleApi. Imported here: ``import kaggle`` itself tries to authenticate."""
-    from kaggle.api.kaggle_api_extended import KaggleApi
-
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    except ImportError:
+        raise RsnaError("the rsna source needs the kaggle package: pip install 'pipeline_src[kaggle]' "
+                        "(or pip install kaggle)") from None
     api = KaggleApi()
     api.authenticate()
     return api
@@ -92,8 +95,9 @@ def fetch_rsna(raw_dir: str | Path) -> Path:
     log.info("Kaggle credentials from %s; downloading %s", where, RSNA_COMPETITION)
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
+    api = make_kaggle_api()
     try:
-        make_kaggle_api().competition_download_files(RSNA_COMPETITION, path=str(downloads), quiet=False)
+        api.competition_download_files(RSNA_COMPETITION, path=str(downloads), quiet=False)
     except Exception as exc:  # the client raises its own HTTP/API errors
         hint = (f"accept the rules at https://www.kaggle.com/c/{RSNA_COMPETITION}/rules"
                 if "403" in str(exc) or "Forbidden" in str(exc) else "check the network and the credentials")
