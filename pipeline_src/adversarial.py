@@ -14,6 +14,7 @@ from pipeline_src.attacks import run_attack, success_rate, to_uint8
 from pipeline_src.checkpoints import load_model
 from pipeline_src.config import AttackConfig
 from pipeline_src.data.prepare import load_split
+from pipeline_src.device import compute_device, inference_model
 from pipeline_src.evaluate import accuracy
 from pipeline_src.io import save_torch
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def craft(cfg: AttackConfig, surrogate_path: str | Path, test_path: str | Path, out_path: str | Path) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = load_model(surrogate_path)
+    model = inference_model(load_model(surrogate_path), compute_device())  # GPU: bf16 inside, fp32 logits
     for p in model.parameters():  # gradients w.r.t. the input only
         p.requires_grad_(False)
     test = load_split(test_path)

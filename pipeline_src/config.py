@@ -22,6 +22,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 ARCHS = ("resnet18", "vgg16")
 CW_DEFAULTS = {"binary_search_steps": 5, "steps": 1000, "stepsize": 0.01, "confidence": 0.0,
                "initial_const": 1e-3, "abort_early": True}
+DOWNLOADING_SOURCES = ("isic2018", "rsna", "medmnist")  # fetched into raw_dir by the prepare job
 ATTACK_KEYS = {"fgsm": {"eps"}, "ifgsm": {"eps", "steps"}, "cw": set(CW_DEFAULTS)}
 
 
@@ -155,6 +156,7 @@ def _check_semantics(cfg: dict, source: str) -> None:
             if "synthetic_counts" in ds:
                 raise ParamsError(f"{source}: '{where}.synthetic_counts' applies only to the synthetic sources; "
                                   "remove it (a folder's counts come from its labels.csv)")
+        _check_downloading_source(ds, where, source)
         for cls in ds.get("caps", {}):
             if cls not in ds["classes"]:
                 raise ParamsError(f"{source}: '{where}.caps' names {cls!r}, not a kept class; "
@@ -187,6 +189,39 @@ def _check_semantics(cfg: dict, source: str) -> None:
         raise ParamsError(f"{source}: 'training.threads' must be >= 1")
 
 
+def _check_downloading_source(ds: dict, where: str, source: str) -> None:
+    """Keys that belong to one source only, and the classes a downloading source can deliver."""
+    from pipeline_src.data.catalog import MEDMNIST_SIZES, source_classes
+
+    src = ds["source"]
+    only = {"raw_dir": DOWNLOADING_SOURCES, "downloads": DOWNLOADING_SOURCES, "lesion_aware": ("isic2018",),
+            "variant": ("medmnist",)}
+    for key, sources in only.items():
+        if key in ds and src not in sources:
+            raise ParamsError(f"{source}: '{where}.{key}' applies only to source {' / '.join(sources)}, "
+                              f"not {src}; remove it")
+    if src not in DOWNLOADING_SOURCES:
+        return
+    for key in ("path", "channels", "synthetic_counts"):
+        if key in ds:
+            raise ParamsError(f"{source}: '{where}.{key}' does not apply to source {src}; remove it")
+    if src == "medmnist":
+        if "variant" not in ds:
+            raise ParamsError(f"{source}: '{where}.variant' is required for source medmnist: "
+                              "dermamnist or pneumoniamnist")
+        if ds["image_size"] not in MEDMNIST_SIZES:
+            raise ParamsError(f"{source}: '{where}.image_size' = {ds['image_size']} is not a MedMNIST size; "
+                              f"allowed values: {', '.join(map(str, MEDMNIST_SIZES))}")
+    known = source_classes(src, ds.get("variant"))
+    for cls in ds["classes"]:
+        if cls not in known:
+            raise ParamsError(f"{source}: '{where}.classes' keeps {cls!r}, which source {src} does not have; "
+                              f"allowed: {', '.join(known)}")
+    if ds.get("lesion_aware") and "test_fraction" not in ds["split"]:
+        raise ParamsError(f"{source}: '{where}.lesion_aware' needs 'split.test_fraction' (lesions are split "
+                          "by fraction, not by fixed counts)")
+
+
 # --------------------------------------------------------------------------- typed stage configs
 
 def fmt_number(x: float) -> str:
@@ -211,15 +246,25 @@ class DatasetSpec:
     path: str | None = None
     channels: int | None = None
     seed: int = 0
+    # downloading sources only (None elsewhere, so the other sources' commands do not change)
+    raw_dir: str | None = None         # download cache
+    downloads: str | None = None       # JSON of params' URL/checksum overrides
+    lesion_aware: bool | None = None   # isic2018: split by HAM10000 lesion_id
+    variant: str | None = None         # medmnist: dermamnist / pneumoniamnist
 
     @classmethod
     def from_params(cls, ds: dict, seed: int) -> "DatasetSpec":
         split = ds["split"]
+        downloading = ds["source"] in DOWNLOADING_SOURCES
         return cls(source=ds["source"], image_size=ds["image_size"], classes=tuple(ds["classes"]),
                    caps=dict(ds.get("caps", {})), test_fraction=split.get("test_fraction"),
                    train_count=split.get("train"), test_count=split.get("test"),
                    synthetic_counts=dict(ds.get("synthetic_counts", {})), path=ds.get("path"),
-                   channels=ds.get("channels"), seed=seed)
+                   channels=ds.get("channels"), seed=seed,
+                   raw_dir=ds.get("raw_dir", "data/raw") if downloading else None,
+                   downloads=json.dumps(ds["downloads"], sort_keys=True) if ds.get("downloads") else None,
+                   lesion_aware=ds.get("lesion_aware", False) if ds["source"] == "isic2018" else None,
+                   variant=ds.get("variant"))
 
 
 @dataclass(frozen=True)
@@ -250,6 +295,7 @@ class TrainConfig:
     vgg_batch_norm: bool
     pretrained: bool
     threads: int
+    compile: bool | None = None  # GPU only: torch.compile the forward passes (None = off; keeps CPU commands)
 
     @property
     def defended(self) -> bool:
@@ -267,7 +313,7 @@ class TrainConfig:
                    reconstruction_distance=t["reconstruction_distance"], reconstruct=t["reconstruct"],
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
                    vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
-                   pretrained=m["pretrained"], threads=t["threads"])
+                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None)
 
 
 @dataclass(frozen=True)

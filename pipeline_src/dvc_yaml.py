@@ -106,7 +106,9 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
         raw_deps = [os.path.join(spec["path"], "labels.csv")] if spec["source"] == "folder" else []
         stages[stage_name("prepare", ds)] = _stage(
             _cmd("prepare", *to_cli_args(plan.dataset_spec(ds)), "--out_dir", out_dir),
-            [*ready, *raw_deps, *code("data/prepare.py", "data/subsample.py", "data/synthetic.py", "data/folder.py")],
+            [*ready, *raw_deps, *code("data/prepare.py", "data/subsample.py", "data/synthetic.py", "data/folder.py",
+                       "data/raw.py", "data/catalog.py", "data/download.py", "data/archive.py", "data/isic2018.py",
+                       "data/rsna.py", "data/medmnist_source.py")],
             [f"{out_dir}/train.pt", f"{out_dir}/test.pt", f"{out_dir}/summary.json"],
             params=_present(raw, ["seed", f"datasets.{ds}"]))
 

@@ -11,6 +11,7 @@ import torch
 
 from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.data.prepare import load_split
+from pipeline_src.device import Bf16Inference, compute_device, inference_model, is_gpu, normalise_u8
 from pipeline_src.io import load_torch
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,13 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, images_u8: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted labels for uint8 images [N, C, H, W]."""
+    """Predicted labels for uint8 images [N, C, H, W] (on the CPU; computed on the model's device)."""
+    device = next(model.parameters()).device
+    if is_gpu(device):  # uint8 batches go to the GPU and are normalised there; one host sync at the end
+        gpu_model = model if isinstance(model, Bf16Inference) else Bf16Inference(model)
+        preds = [gpu_model(normalise_u8(images_u8[i:i + batch_size].to(device, non_blocking=True))).argmax(1)
+                 for i in range(0, len(images_u8), batch_size)]
+        return torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
     preds = [model(images_u8[i:i + batch_size].float().div_(255.0)).argmax(1)
              for i in range(0, len(images_u8), batch_size)]
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
@@ -33,7 +40,7 @@ def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: d
     """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..}},
     accuracies in [0, 1]."""
     ckpt = load_checkpoint(model_path)
-    model = ckpt.model
+    model = inference_model(ckpt.model, compute_device())
     test = load_split(test_path)
     sets = {"clean": test.images}
     for name, path in adversarial.items():

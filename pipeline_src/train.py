@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pipeline_src.config import TrainConfig, config_hash
 from pipeline_src.data.prepare import Split
+from pipeline_src.device import autocast, compute_device, is_gpu, normalise_u8, place_model, setup_gpu
 from pipeline_src.evaluate import accuracy
 from pipeline_src.io import load_torch, save_torch
 from pipeline_src.losses import (classification_loss, neighbor_loss, reconstruction_loss, total_loss,
@@ -56,10 +57,15 @@ def train_step(model: DenoisingClassifier, x: torch.Tensor, y: torch.Tensor, cfg
     return losses
 
 
-def _checkpoint(model, optimizer, scheduler, generator, epoch: int, cfg: TrainConfig, history: list) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+def _checkpoint(model, optimizer, scheduler, generator, epoch: int, cfg: TrainConfig, history: list,
+                noise_generator: torch.Generator | None = None) -> dict:
+    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
             "config_hash": config_hash(cfg), "history": history}
+    if noise_generator is not None:  # GPU only: the noise is drawn on the device
+        ckpt["cuda_generator"] = noise_generator.get_state()
+        ckpt["cuda_rng"] = torch.cuda.get_rng_state()
+    return ckpt
 
 
 def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Path,
@@ -75,7 +81,15 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
     torch.manual_seed(cfg.seed)  # weight initialisation
     generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and noise
     spec = model_spec(cfg, train)
+    device = compute_device()
+    gpu = is_gpu(device)
     model = build_model(spec)
+    noise_generator = None  # on the GPU the noise is drawn there, from its own generator
+    if gpu:
+        setup_gpu()
+        model = place_model(model, device)
+        noise_generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        train_images, train_labels = train.images.to(device), train.labels.to(device)  # uint8 stays uint8
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_milestones), gamma=cfg.lr_gamma)
     checkpoint_path = Path(checkpoint_path or f"{out_path}.ckpt")
@@ -89,6 +103,9 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
             scheduler.load_state_dict(ckpt["scheduler"])
             generator.set_state(ckpt["generator"])
             torch.set_rng_state(ckpt["torch_rng"])
+            if gpu and "cuda_generator" in ckpt:
+                noise_generator.set_state(ckpt["cuda_generator"])
+                torch.cuda.set_rng_state(ckpt["cuda_rng"])
             start, history = ckpt["epoch"], ckpt["history"]
             log.info("resuming %s after epoch %d", out_path, start)
             for record in history:
@@ -96,16 +113,38 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         else:
             log.info("ignoring checkpoint %s: it belongs to a different configuration", checkpoint_path)
 
+    step_model = model
+    if gpu and cfg.compile:  # compiled forward passes; the state dict keeps its keys (same module)
+        model.forward = torch.compile(model.forward)
+        model.outputs = torch.compile(model.outputs)
     n = len(train.labels)
     for epoch in range(start, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
         sums = {"loss": 0.0, "loss_c": 0.0, "loss_n": 0.0, "loss_a": 0.0}
         correct, seen, batches = 0, 0, 0
+        device_sums: dict[str, torch.Tensor] = {}
+        device_correct: torch.Tensor | int = 0
         order = torch.randperm(n, generator=generator)
         batch_starts = [i for i in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - i) > 1]  # BN needs 2
         for i in tqdm(batch_starts, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None):
             idx = order[i:i + cfg.batch_size]
+            if gpu:
+                idx_d = idx.to(device, non_blocking=True)
+                x, y = normalise_u8(train_images[idx_d]), train_labels[idx_d]
+                with autocast(device):
+                    losses = train_step(step_model, x, y, cfg, noise_generator)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                optimizer.step()
+                # accumulate on the device: no host sync per step, one .item() per epoch below
+                for key in sums:
+                    if key in losses:
+                        device_sums[key] = device_sums.get(key, 0) + losses[key].detach().float()
+                device_correct = device_correct + (losses["logits"].detach().argmax(1) == y).sum()
+                seen += len(y)
+                batches += 1
+                continue
             x, y = train.float_images(idx), train.labels[idx]
             losses = train_step(model, x, y, cfg, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -117,6 +156,9 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
             correct += int((losses["logits"].detach().argmax(1) == y).sum())
             seen += len(y)
             batches += 1
+        if gpu:
+            sums.update({k: float(v.item()) for k, v in device_sums.items()})
+            correct = int(device_correct.item()) if seen else 0
         scheduler.step()
         model.eval()
         uses_noise = cfg.defended or cfg.undefended_noisy_ce
@@ -129,9 +171,11 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         on_epoch(record)
         log.info("epoch %d (%.1f s): %s", epoch + 1, time.perf_counter() - t0,
                  {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
-        save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history), checkpoint_path)
+        save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history, noise_generator),
+                   checkpoint_path)
 
-    save_torch({"model": model.state_dict(), "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
+    state = model.state_dict() if not gpu else {k: v.cpu() for k, v in model.state_dict().items()}
+    save_torch({"model": state, "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
                 "classes": train.classes, "history": history}, out_path)
     checkpoint_path.unlink(missing_ok=True)
     return history

@@ -55,11 +55,15 @@ def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping
         assert train_count is not None and test_count is not None
         if train_count + test_count > sum(sizes):
             raise SubsampleError(f"split asks for {train_count} train + {test_count} test images but only "
-                                 f"{sum(sizes)} remain after subsampling; lower the counts")
+                                 f"{sum(sizes)} remain after subsampling; lower split.train or split.test "
+                                 f"(e.g. test: {sum(sizes) - train_count} keeps every remaining image)")
         n_test = _quotas(sizes, test_count)
         n_train = _quotas(sizes, train_count)
-        # A class whose proportional share overflows is impossible here: quotas <= size by construction,
-        # since train + test <= total; assert it anyway because a silent overlap would leak test images.
+        if any(a + b > s for a, b, s in zip(n_train, n_test, sizes)):
+            # Rounding can overflow a class when train + test is (nearly) every image (RSNA: 21,000 + the
+            # remaining 5,684): then share train over what test left. Otherwise unchanged, so existing splits stay.
+            n_train = _quotas([s - t for s, t in zip(sizes, n_test)], train_count)
+        # quotas <= capacity by construction now; assert it because a silent overlap would leak test images.
         assert all(a + b <= s for a, b, s in zip(n_train, n_test, sizes))
     for cls, a, b in zip(classes, n_train, n_test):
         if a == 0 or b == 0:
@@ -67,3 +71,40 @@ def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping
     test = np.concatenate([p[:t] for p, t in zip(per_class, n_test)])
     train = np.concatenate([p[t:t + a] for p, t, a in zip(per_class, n_test, n_train)])
     return np.sort(train), np.sort(test)
+
+
+def grouped_split(labels: Sequence[str], groups: Sequence[str], classes: Sequence[str], caps: Mapping[str, int], *,
+                  seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``subsample_split`` with a test fraction, but all images of a group (a HAM10000 lesion) land on
+    the same side, so no lesion is seen in training and tested. Caps still count images. Per class,
+    whole groups in random order go to test until it holds round(n_c * test_fraction) images or more."""
+    rng = np.random.default_rng(seed)
+    labels_arr, groups_arr = np.asarray(labels, dtype=object), np.asarray(groups, dtype=object)
+    train, test = [], []
+    for cls in classes:
+        idx = np.flatnonzero(labels_arr == cls)
+        if cls in caps and len(idx) > caps[cls]:
+            idx = np.sort(rng.choice(idx, size=caps[cls], replace=False))
+        if len(idx) == 0:
+            raise SubsampleError(f"class {cls!r} has no images after subsampling; "
+                                 f"remove it from 'classes' or check the labels")
+        target = int(np.floor(len(idx) * test_fraction + 0.5))
+        chosen: set = set()
+        n_test = 0
+        for group in rng.permutation(np.unique(groups_arr[idx])):
+            if n_test >= target:
+                break
+            chosen.add(group)
+            n_test += int((groups_arr[idx] == group).sum())
+        in_test = np.array([g in chosen for g in groups_arr[idx]], dtype=bool)
+        if in_test.all() or not in_test.any():
+            raise SubsampleError(f"class {cls!r}: its {len(np.unique(groups_arr[idx]))} groups cannot be split "
+                                 "into non-empty train and test sides")
+        test.append(idx[in_test])
+        train.append(idx[~in_test])
+    train_idx, test_idx = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    shared = set(groups_arr[train_idx]) & set(groups_arr[test_idx])
+    if shared:
+        raise SubsampleError(f"group {sorted(shared)[0]!r} has images of several classes, so it cannot sit on one "
+                             "side; the lesion metadata disagrees with the labels")
+    return train_idx, test_idx

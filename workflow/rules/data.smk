@@ -8,7 +8,9 @@ def raw_inputs(dataset):
 rule prepare:
     input:
         raw=lambda w: raw_inputs(w.dataset),
-        code=code("data/prepare.py", "data/subsample.py", "data/synthetic.py", "data/folder.py"),
+        code=code("data/prepare.py", "data/subsample.py", "data/synthetic.py", "data/folder.py",
+                  "data/raw.py", "data/catalog.py", "data/download.py", "data/archive.py", "data/isic2018.py",
+                  "data/rsna.py", "data/medmnist_source.py"),
     output:
         train=prepared("{dataset}", "train"),
         test=prepared("{dataset}", "test"),

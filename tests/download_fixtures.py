@@ -1,0 +1,71 @@
+"""A local HTTP server for the download tests (127.0.0.1, a thread, HTTP Range support)."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from contextlib import contextmanager
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    requests: list[dict] = []
+    cut_after: int | None = None  # send only this many bytes, then close (an interrupted download)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        type(self).requests.append({"path": path, "range": self.headers.get("Range")})
+        body = self.files.get(path)
+        if body is None:
+            self.send_error(404)
+            return
+        start, status = 0, 200
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            if start >= len(body):
+                self.send_error(416)
+                return
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body) - start))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.end_headers()
+        payload = body[start:]
+        if self.cut_after is not None:
+            payload = payload[: self.cut_after]
+            self.close_connection = True
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+@contextmanager
+def serve(files: dict[str, bytes], cut_after: int | None = None):
+    """Yield (base_url, handler class) serving ``files`` ({'/name': bytes})."""
+    handler = type("Handler", (_Handler,), {"files": files, "requests": [], "cut_after": cut_after})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
