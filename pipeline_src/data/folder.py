@@ -41,7 +41,7 @@ def read_labels(root: Path, labels_csv: str = "labels.csv") -> list[tuple[str, s
     return rows
 
 
-def _decode(path: Path, channels: int, size: int) -> tuple[np.ndarray, str]:
+def decode_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, str]:
     """(uint8 [C, S, S], the file's own PIL mode)."""
     try:
         with Image.open(path) as im:
@@ -71,7 +71,7 @@ def load_folder(root: str | Path, channels: int, image_size: int,
         target = (root / image).resolve()
         if root.resolve() not in target.parents:
             raise FolderError(f"{root / labels_csv}: image path {image!r} points outside {root}")
-        out[i], mode = _decode(target, channels, image_size)
+        out[i], mode = decode_image(target, channels, image_size)
         if mode != wanted:
             converted.append(image)
     if converted:

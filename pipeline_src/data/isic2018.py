@@ -20,7 +20,7 @@ from tqdm import tqdm
 from pipeline_src.data.archive import safe_extract
 from pipeline_src.data.catalog import ISIC2018, ISIC2018_CLASSES, remotes
 from pipeline_src.data.download import DownloadError, download
-from pipeline_src.data.folder import _decode
+from pipeline_src.data.folder import decode_image
 from pipeline_src.data.raw import RawData
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def load_isic2018(raw_dir: str | Path, image_size: int, overrides: dict | None =
     def load(idx: np.ndarray) -> torch.Tensor:
         out = np.empty((len(idx), 3, image_size, image_size), dtype=np.uint8)
         for j, i in enumerate(tqdm(idx, desc="decoding ISIC 2018", disable=None)):
-            out[j] = _decode(files[rows[i][0]], 3, image_size)
+            out[j], _ = decode_image(files[rows[i][0]], 3, image_size)
         return torch.from_numpy(out)
 
     log.info("ISIC 2018: %d labelled images in %s", len(rows), images_dir)
