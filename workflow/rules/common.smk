@@ -66,4 +66,4 @@ def eval_path(name):
 
 
 def get_final_output():
-    return [f"results/tables/{t}{suffix}.csv" for t in PLAN.tables for suffix in ("", "_vs_paper")]
+    return [f"results/tables/{t}{suffix}.csv" for t in (*PLAN.tables, *PLAN.combined) for suffix in ("", "_vs_paper")]
