@@ -84,6 +84,18 @@ def denoised_eval_path(denoiser: str, model: str) -> str:
     return f"results/metrics/eval_denoised/{denoiser}/{model}.json"
 
 
+def evaluation_jobs(combined: dict[str, list[CombinedRow]]) -> dict[str, list[tuple[str, str]]]:
+    """Table -> the (denoiser, model) pairs its evaluation job computes: every pair once, in the first
+    table that has it (one job per table: the start-up of a job costs more than evaluating a pair)."""
+    seen: set[tuple[str, str]] = set()
+    jobs: dict[str, list[tuple[str, str]]] = {}
+    for table, rows in combined.items():
+        pairs = [(r.denoiser, r.model) for r in rows if r.denoiser is not None]
+        jobs[table] = [p for p in dict.fromkeys(pairs) if p not in seen]
+        seen.update(jobs[table])
+    return {t: pairs for t, pairs in jobs.items() if pairs}
+
+
 def check_combined(cfg: dict, source: str) -> None:
     """Semantic checks the schema cannot express; ParamsError naming the key and the fix."""
     from pipeline_src.config import ARCHS

@@ -38,21 +38,30 @@ def cmd_train_denoiser(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate_denoised(args: argparse.Namespace) -> None:
+    """Several combinations in one process (one job per combined table: a job's start-up, not the
+    evaluation, is the cost); one JSON and one MLflow run per combination all the same."""
     from pipeline_src.denoisers import evaluate_denoised
     from pipeline_src.io import write_json
 
-    model, denoiser, adversarial = Path(args.model).stem, Path(args.denoiser).stem, dict(args.adversarial)
-    combination = f"{denoiser}/{model}"
-    tags = {"stage": "evaluate_denoised", "model": model, "denoiser": denoiser, "combination": combination,
-            "dataset": args.dataset}
-    params = {"model": model, "denoiser": denoiser, "batch_size": args.batch_size, "attacks": ",".join(adversarial)}
-    with tracking.start_run(args.tracking, args.dataset, f"eval/{combination}", tags, params) as run:
-        run.set_tags({"train_run_id": run.find(stage="train", model=model) or "unknown",
-                      "denoiser_run_id": run.find(stage="train_denoiser", model=denoiser) or "unknown",
-                      **{f"attack_run_id.{a}": run.find(stage="attack", attack=a) or "unknown" for a in adversarial}})
-        result = evaluate_denoised(args.denoiser, args.model, args.test, adversarial, args.batch_size)
-        write_json(args.out, {"model": model, "denoiser": denoiser, "dataset": args.dataset, **result})
-        run.log_metrics({f"accuracy_{name}": acc for name, acc in result["accuracy"].items()})
+    if not len(args.denoisers) == len(args.models) == len(args.outs):
+        raise ValueError(f"{len(args.denoisers)} --denoisers, {len(args.models)} --models and {len(args.outs)} --outs: "
+                         "give one of each per combination")
+    adversarial = dict(args.adversarial)
+    for denoiser_path, model_path, out in zip(args.denoisers, args.models, args.outs):
+        model, denoiser = Path(model_path).stem, Path(denoiser_path).stem
+        combination = f"{denoiser}/{model}"
+        tags = {"stage": "evaluate_denoised", "model": model, "denoiser": denoiser, "combination": combination,
+                "dataset": args.dataset}
+        params = {"model": model, "denoiser": denoiser, "batch_size": args.batch_size,
+                  "attacks": ",".join(adversarial)}
+        with tracking.start_run(args.tracking, args.dataset, f"eval/{combination}", tags, params) as run:
+            run.set_tags({"train_run_id": run.find(stage="train", model=model) or "unknown",
+                          "denoiser_run_id": run.find(stage="train_denoiser", model=denoiser) or "unknown",
+                          **{f"attack_run_id.{a}": run.find(stage="attack", attack=a) or "unknown"
+                             for a in adversarial}})
+            result = evaluate_denoised(denoiser_path, model_path, args.test, adversarial, args.batch_size)
+            write_json(out, {"model": model, "denoiser": denoiser, "dataset": args.dataset, **result})
+            run.log_metrics({f"accuracy_{name}": acc for name, acc in result["accuracy"].items()})
 
 
 def cmd_combined_table(args: argparse.Namespace) -> None:
@@ -84,7 +93,10 @@ def add_parsers(sub: argparse._SubParsersAction, kv_path, add_tracking_flag) -> 
     p.set_defaults(func=cmd_train_denoiser)
 
     p = sub.add_parser("evaluate-denoised", help="accuracy of denoiser -> classifier on clean and adversarial sets")
-    for name in ("denoiser", "model", "test", "out", "dataset"):
+    for name, what in (("denoisers", "denoiser files"), ("models", "classifier files, one per denoiser"),
+                       ("outs", "evaluation JSONs, one per denoiser")):
+        p.add_argument(f"--{name}", nargs="+", required=True, help=what)
+    for name in ("test", "dataset"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--adversarial", nargs="*", type=kv_path, default=[], metavar="NAME=PATH")
     p.add_argument("--batch_size", type=int, default=256)

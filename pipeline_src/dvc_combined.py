@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline_src.combined import denoised_eval_path, denoiser_path
+from pipeline_src.combined import denoised_eval_path, denoiser_path, evaluation_jobs
 from pipeline_src.config import ParamsError, to_cli_args
 from pipeline_src.plan import Plan
 
@@ -25,26 +25,25 @@ def combined_stages(plan: Plan, raw: dict, root: Path, tracked: list[str], track
                    "models/denoising.py", "checkpoints.py", "evaluate.py", "losses.py", "data/prepare.py")],
             [out], params=_present(raw, ["seed", f"denoisers.{job.kind}", "training.threads"]), metrics=[metrics])
 
+    for table, pairs in evaluation_jobs(plan.combined).items():  # as denoisers.smk: one job per table
+        ds = plan.models[pairs[0][1]].dataset
+        test = f"data/prepared/{ds}/test.pt"
+        adversarial = [f"data/adversarial/{ds}/{a}.pt" for a in plan.attacks]
+        denoisers, models = [denoiser_path(d) for d, _ in pairs], [f"models/{m}.pt" for _, m in pairs]
+        outs = [denoised_eval_path(d, m) for d, m in pairs]
+        stages[stage_name("evaluate_denoised", table)] = _stage(
+            _cmd("evaluate-denoised", "--denoisers", *denoisers, "--models", *models, "--outs", *outs,
+                 "--test", test, "--dataset", ds, "--adversarial", *(f"{a}={p}" for a, p in zip(plan.attacks, adversarial)),
+                 "--batch_size", str(cfg["evaluation"]["batch_size"]), *track),
+            list(dict.fromkeys([*tracked, *denoisers, *models, test, *adversarial,  # each file once (DVC)
+                                *code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py",
+                                      "evaluate.py", "checkpoints.py", "models/denoising.py")])),
+            [], params=_present(raw, ["evaluation.batch_size"]), metrics=outs)
+
     for table, rows in plan.combined.items():
-        evals = []
-        for row in rows:
-            if row.denoiser is None:  # the bare classifier: its plain evaluation (dvc_yaml's evaluate stage)
-                evals.append(f"results/metrics/eval/{row.model}.json")
-                continue
-            ds = plan.models[row.model].dataset
-            test = f"data/prepared/{ds}/test.pt"
-            adversarial = [f"data/adversarial/{ds}/{a}.pt" for a in plan.attacks]
-            out = denoised_eval_path(row.denoiser, row.model)
-            evals.append(out)
-            stages[stage_name("evaluate_denoised", row.denoiser, row.model)] = _stage(
-                _cmd("evaluate-denoised", "--denoiser", denoiser_path(row.denoiser), "--model", f"models/{row.model}.pt",
-                     "--test", test, "--dataset", ds,
-                     "--adversarial", *(f"{a}={p}" for a, p in zip(plan.attacks, adversarial)),
-                     "--batch_size", str(cfg["evaluation"]["batch_size"]), "--out", out, *track),
-                [*tracked, denoiser_path(row.denoiser), f"models/{row.model}.pt", test, *adversarial,
-                 *code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py", "evaluate.py",
-                       "checkpoints.py", "models/denoising.py")],
-                [], params=_present(raw, ["evaluation.batch_size"]), metrics=[out])
+        # the bare classifier's row reads its plain evaluation (dvc_yaml's evaluate stage)
+        evals = [denoised_eval_path(r.denoiser, r.model) if r.denoiser else f"results/metrics/eval/{r.model}.json"
+                 for r in rows]
         paper_file = cfg["combined_tables"][table].get("paper")
         paper = [f"paper/{paper_file}"] if paper_file else []
         if paper_file and not (root / "paper" / paper_file).is_file():

@@ -218,3 +218,24 @@ def test_smoke_table4_has_the_papers_rows_and_columns_plus_clean(smoke_run):
         assert set(ev["accuracy"]) == {"clean", *ATTACKS} and ev["correct"]["clean"] <= ev["n_test"]
     trained = json.loads((smoke_run / "results/metrics/train_denoisers/skin4_reformer_s0.json").read_text())
     assert [r["epoch"] for r in trained["history"]] == [1]
+
+
+@pytest.mark.slow
+def test_smoke_denoiser_trainings_and_evaluations_are_tracked(smoke_run):
+    from mlflow.tracking import MlflowClient
+
+    plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
+    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("skin4").experiment_id
+    trained = {r.data.tags["model"]: r for r in client.search_runs([exp], "tags.stage = 'train_denoiser'")}
+    assert set(trained) == set(plan.denoisers)
+    classifiers = {r.data.tags["model"]: r.info.run_id for r in client.search_runs([exp], "tags.stage = 'train'")}
+    for name, run in trained.items():
+        assert run.info.status == "FINISHED" and run.data.params["kind"] == plan.denoisers[name].kind
+        for key in ("loss", "test_loss"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1]  # smoke: 1 epoch
+        if plan.denoisers[name].protects:
+            assert run.data.tags["classifier_run_id"] == classifiers[plan.denoisers[name].protects]
+    evals = client.search_runs([exp], "tags.stage = 'evaluate_denoised'")
+    assert len(evals) == 8 and all(r.data.tags["denoiser_run_id"] == trained[r.data.tags["denoiser"]].info.run_id
+                                   for r in evals)

@@ -1,6 +1,6 @@
 # Table 4: input denoisers (Reformer per dataset, HGD* per protected classifier) in front of Table 1's
 # classifiers, evaluated on the same transferred attacks (pipeline_src/combined.py, denoisers.py).
-from pipeline_src.combined import denoised_eval_path, denoiser_path
+from pipeline_src.combined import denoised_eval_path, denoiser_path, evaluation_jobs
 
 wildcard_constraints:
     denoiser=_alternatives(PLAN.denoisers) or "(?!)",
@@ -40,28 +40,34 @@ rule train_denoiser:
         " {params.classifier} --out {output.model} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
 
 
-rule evaluate_denoised:
-    input:
-        denoiser=denoiser_path("{denoiser}"),
-        model=model_path("{model}"),
-        test=lambda w: prepared(PLAN.models[w.model].dataset, "test"),
-        adversarial=lambda w: [adversarial_path(PLAN.models[w.model].dataset, a) for a in PLAN.attacks],
-        code=code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py", "evaluate.py",
-                  "checkpoints.py", "models/denoising.py"),
-        tracking=tracking_ready(),
-    output:
-        denoised_eval_path("{denoiser}", "{model}"),
-    log:
-        "logs/evaluate_denoised/{denoiser}/{model}.log",
-    params:
-        adversarial=lambda w, input: shlex.join(f"{a}={p}" for a, p in zip(PLAN.attacks, input.adversarial)),
-        dataset=lambda w: PLAN.models[w.model].dataset,
-        batch_size=CFG["evaluation"]["batch_size"],
-    threads: CFG["training"]["threads"]
-    shell:
-        "{PYTHON} -m pipeline_src evaluate-denoised --denoiser {input.denoiser} --model {input.model}"
-        " --test {input.test} --dataset {params.dataset} --adversarial {params.adversarial}"
-        " --batch_size {params.batch_size} --out {output} {TRACKING_ARG} 2> {log}"
+# One job per combined table evaluates all its (denoiser, classifier) pairs: one JSON each, in
+# evaluate.py's format. A loop, not a wildcard: a table's outputs are a list no pattern can express.
+for _table, _pairs in evaluation_jobs(PLAN.combined).items():
+    _dataset = PLAN.models[_pairs[0][1]].dataset
+
+    rule:
+        name: f"evaluate_denoised_{_table}"
+        input:
+            denoisers=[denoiser_path(d) for d, _ in _pairs],
+            models=[model_path(m) for _, m in _pairs],
+            test=prepared(_dataset, "test"),
+            adversarial=[adversarial_path(_dataset, a) for a in PLAN.attacks],
+            code=code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py", "evaluate.py",
+                      "checkpoints.py", "models/denoising.py"),
+            tracking=tracking_ready(),
+        output:
+            [denoised_eval_path(d, m) for d, m in _pairs],
+        log:
+            f"logs/evaluate_denoised/{_table}.log",
+        params:
+            adversarial=shlex.join(f"{a}={adversarial_path(_dataset, a)}" for a in PLAN.attacks),
+            dataset=_dataset,
+            batch_size=CFG["evaluation"]["batch_size"],
+        threads: CFG["training"]["threads"]
+        shell:
+            "{PYTHON} -m pipeline_src evaluate-denoised --denoisers {input.denoisers} --models {input.models}"
+            " --outs {output} --test {input.test} --dataset {params.dataset} --adversarial {params.adversarial}"
+            " --batch_size {params.batch_size} {TRACKING_ARG} 2> {log}"
 
 
 def combined_evals(table):
