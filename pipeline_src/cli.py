@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="fail if OUT differs from what PARAMS generates")
     p.add_argument("--stamp", default=None, help="with --check: file written when OUT is up to date")
     p.set_defaults(func=cmd_dvc_yaml)
+
+    from pipeline_src.denoisers_cli import add_parsers  # Table 4: train-denoiser, evaluate-denoised, combined-table
+
+    add_parsers(sub, _kv_path, _add_tracking_flag)
     return parser
 
 

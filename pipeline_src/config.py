@@ -187,6 +187,9 @@ def _check_semantics(cfg: dict, source: str) -> None:
             seen.add(key)
     if cfg["training"]["threads"] < 1:
         raise ParamsError(f"{source}: 'training.threads' must be >= 1")
+    from pipeline_src.combined import check_combined  # Table 4's rows (local: combined imports config)
+
+    check_combined(cfg, source)
 
 
 def _check_downloading_source(ds: dict, where: str, source: str) -> None:

@@ -164,6 +164,10 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
             [*tracked, *evals, *paper, *code("tables.py")],
             # the tables are committed to git, so DVC must not move them into its cache
             [], params=_present(raw, [f"tables.{table}"]), uncached=[out, vs_paper])
+
+    from pipeline_src.dvc_combined import combined_stages  # Table 4 (workflow/rules/denoisers.smk)
+
+    stages.update(combined_stages(plan, raw, root, tracked, track))
     return stages
 
 

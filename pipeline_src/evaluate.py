@@ -5,6 +5,7 @@ Accuracy is over ALL test images (as in the paper), not only those the model got
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,11 +37,11 @@ def accuracy(model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tens
 
 
 def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: dict[str, str | Path],
-                   batch_size: int = 256) -> dict:
+                   batch_size: int = 256, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict:
     """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..}},
-    accuracies in [0, 1]."""
+    accuracies in [0, 1]. ``wrap``: what is evaluated instead of the classifier (e.g. a denoiser in front of it)."""
     ckpt = load_checkpoint(model_path)
-    model = inference_model(ckpt.model, compute_device())
+    model = inference_model(wrap(ckpt.model) if wrap is not None else ckpt.model, compute_device())
     test = load_split(test_path)
     sets = {"clean": test.images}
     for name, path in adversarial.items():

@@ -5,7 +5,7 @@ one lambda in a table row adds exactly one new model and leaves the others' file
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, fmt_number
 
@@ -19,6 +19,7 @@ class ModelJob:
     lambda_a: float
     seed: int
     surrogate: bool = False
+    evaluated: bool = True  # False: only a denoiser combination of Table 4 uses it (combined.py)
 
     @property
     def label(self) -> str:
@@ -42,13 +43,16 @@ class Plan:
     tables: dict[str, list[ModelJob]]
     datasets: tuple[str, ...]
     attacks: tuple[str, ...]
+    denoisers: dict = field(default_factory=dict)  # name -> combined.DenoiserJob (Table 4)
+    combined: dict = field(default_factory=dict)  # combined table -> [combined.CombinedRow]
 
     def surrogate(self, dataset: str) -> ModelJob:
         arch = self.cfg["surrogate"]["arch"]
         return self.models[surrogate_name(dataset, arch, self.cfg["seed"] + self.cfg["surrogate"]["seed_offset"])]
 
     def evaluated_models(self, dataset: str | None = None) -> list[ModelJob]:
-        return [m for m in self.models.values() if not m.surrogate and (dataset is None or m.dataset == dataset)]
+        return [m for m in self.models.values()
+                if not m.surrogate and m.evaluated and (dataset is None or m.dataset == dataset)]
 
     def train_config(self, name: str) -> TrainConfig:
         job = self.models[name]
@@ -59,6 +63,12 @@ class Plan:
 
     def attack_config(self, attack: str) -> AttackConfig:
         return AttackConfig.from_params(self.cfg, attack)
+
+    def denoiser_config(self, name: str):
+        from pipeline_src.combined import DenoiserConfig
+
+        job = self.denoisers[name]
+        return DenoiserConfig.from_params(self.cfg, job.kind, job.seed)
 
 
 def build_plan(cfg: dict) -> Plan:
@@ -78,11 +88,15 @@ def build_plan(cfg: dict) -> Plan:
         tables[table_name] = rows
         if table["dataset"] not in datasets:
             datasets.append(table["dataset"])
+    from pipeline_src.combined import build_combined
+
+    denoisers, combined = build_combined(cfg, models, datasets, ModelJob, model_name)
     s_arch, s_seed = cfg["surrogate"]["arch"], seed + cfg["surrogate"]["seed_offset"]
     for ds in datasets:
         job = ModelJob(surrogate_name(ds, s_arch, s_seed), ds, s_arch, 0.0, 0.0, s_seed, surrogate=True)
         models[job.name] = job
-    return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]))
+    return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
+                denoisers=denoisers, combined=combined)
 
 
 def attack_columns(attacks: dict) -> tuple[str, ...]:

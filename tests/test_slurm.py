@@ -19,7 +19,13 @@ from workflow_helpers import REPO, SMOKE, hermetic_env, run_snakemake
 from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.resources import check_resources, job_resources
 
-RULES = ("prepare", "tracking_init", "train", "attack", "evaluate", "table")
+RULES = ("prepare", "tracking_init", "train", "attack", "evaluate", "table", "train_denoiser", "evaluate_denoised",
+         "combined_table")
+
+
+def kind(rule: str) -> str:
+    """The resources entry a rule reads: generated rule families share one (evaluate_denoised_<table>)."""
+    return "evaluate_denoised" if rule.startswith("evaluate_denoised_") else rule
 
 
 def plan_resources(stdout: str) -> list[tuple[str, dict[str, str]]]:
@@ -42,7 +48,7 @@ def test_slurm_profile_dry_run_plans_every_job_with_its_resources(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "profiles/slurm" in result.stderr
     cfg = validate_params(load_params(REPO / "params.yaml", SMOKE, overlay))
-    jobs = [(rule, res) for rule, res in plan_resources(result.stdout) if rule != "all"]
+    jobs = [(kind(rule), res) for rule, res in plan_resources(result.stdout) if rule != "all"]
     assert {rule for rule, _ in jobs} == set(RULES)
     assert len(jobs) > 20
     for rule, res in jobs:
@@ -64,10 +70,11 @@ def test_threads_follow_params(tmp_path):
     rule = None
     for line in result.stdout.splitlines():
         if m := re.match(r"^rule (\w+):", line):
-            rule = m.group(1)
+            rule = kind(m.group(1))
         elif rule and (m := re.match(r"^\s+threads: (\d+)$", line)):
             threads.setdefault(rule, set()).add(m.group(1))
-    assert threads == {"train": {"2"}, "attack": {"2"}, "evaluate": {"2"}, "table": {"3"}}  # others: 1 (not printed)
+    assert threads == {"train": {"2"}, "attack": {"2"}, "evaluate": {"2"}, "train_denoiser": {"2"},
+                       "evaluate_denoised": {"2"}, "table": {"3"}}  # others: 1 (not printed)
 
 
 def test_resources_entries_are_checked():

@@ -39,8 +39,11 @@ def tracked_runs(workdir: Path, experiments: tuple[str, ...]) -> dict[str, list]
 
 
 def expected_tracked_jobs(plan) -> int:
-    """One MLflow run per training, attack, evaluation and table job of the plan."""
-    return len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+    """One MLflow run per training, attack, evaluation and table job of the plan, Table 4's included
+    (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
+    jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+    return jobs + len(plan.denoisers) + sum(r.denoiser is not None for rows in plan.combined.values() for r in rows) \
+        + len(plan.combined)
 
 
 def database_errors(workdir: Path, stderr: str) -> list[str]:

@@ -66,7 +66,7 @@ def eval_path(name):
 
 
 def get_final_output():
-    return [f"results/tables/{t}{suffix}.csv" for t in PLAN.tables for suffix in ("", "_vs_paper")]
+    return [f"results/tables/{t}{suffix}.csv" for t in (*PLAN.tables, *PLAN.combined) for suffix in ("", "_vs_paper")]
 
 
 # --------------------------------------------------------------------------- resources per rule
@@ -84,17 +84,24 @@ def get_final_output():
 from pipeline_src import resources as _resources
 
 
+# Kinds asked for by rules: usually the rule's own name, but a family of generated rules
+# (evaluate_denoised_<table>) shares one kind.
+_RESOURCE_KINDS = set()
+
+
 def job_threads(kind):
+    _RESOURCE_KINDS.add(kind)
     return _resources.job_resources(CFG, kind).threads
 
 
 def job_resources(kind):
+    _RESOURCE_KINDS.add(kind)
     return _resources.job_resources(CFG, kind).snakemake()
 
 
 def check_resource_kinds():
     """Called at the end of the Snakefile, once every rule exists: a misspelt entry is an error."""
     try:
-        _resources.check_resources(CFG, {r.name for r in workflow.rules}, source=_sources)
+        _resources.check_resources(CFG, {r.name for r in workflow.rules} | _RESOURCE_KINDS, source=_sources)
     except ParamsError as err:
         raise WorkflowError(f"invalid parameters: {err}") from None
