@@ -6,9 +6,12 @@
 #   data/adversarial/<dataset>/<attack>.pt        adversarial test sets crafted on the surrogate (uint8)
 #   results/metrics/{train,attacks,eval}/...      per-job JSON records
 #   results/tables/<table>.csv, <table>_vs_paper.csv     the paper's tables, ours and side by side
+#   results/tables/<table>_stats.csv, results/figures/*.png  95% CIs and McNemar tests; figures
+#   results/report.html                           `snakemake --report results/report.html` (not a job)
 import os
 
 configfile: os.path.join(workflow.basedir, "params.yaml")
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -18,6 +21,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 # Every table and its comparison with the paper.
@@ -25,3 +29,4 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+        report_outputs(),
