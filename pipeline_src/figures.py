@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -113,13 +114,14 @@ def plot_training(histories: dict[str, list[dict]], title: str) -> plt.Figure:
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
     for ax, (key, name) in zip(axes.flat, keys):
         drawn = False
-        for label, history in histories.items():
+        for i, (label, history) in enumerate(histories.items()):
             points = [(r["epoch"], r[key]) for r in history if key in r]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=label)
+            if points:  # a fixed colour per model: panels where some models lack the term still match
+                ax.plot(*zip(*points), marker="o", label=label, color=f"C{i % 10}")
                 drawn = True
         if drawn:
             ax.set(title=name, xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         else:
             _message(ax, f"{name}: no model of this table uses it")
@@ -219,8 +221,9 @@ def plot_attacks(clean_u8: torch.Tensor, labels: torch.Tensor, adversarial: dict
         for i in range(len(idx)):
             _show(axes[r][3 * i], x[i], "clean" if r == 0 else "")
             _show(axes[r][3 * i + 1], adv[i], "adversarial" if r == 0 else "")
-            _show(axes[r][3 * i + 2], 0.5 + gain * delta[i], f"perturbation x{gain:.0f}" if r == 0 else "")
-        axes[r][0].set_ylabel(f"{name}\nLinf {peak * 255:.0f}/255", fontsize=7, rotation=0, ha="right", va="center")
+            _show(axes[r][3 * i + 2], 0.5 + gain * delta[i], "perturbation, amplified" if r == 0 else "")
+        axes[r][0].set_ylabel(f"{name}\nLinf {peak * 255:.0f}/255\nshown x{gain:.0f}", fontsize=7, rotation=0,
+                              ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
