@@ -100,6 +100,13 @@ def test_mlflow_ui_shows_the_experiment_and_the_training_runs_with_their_lambdas
             for job in trained:
                 page.get_by_text(job.name, exact=True).first.wait_for(timeout=60_000)
             assert "skin4" in page.content()
+            # as a user would: only the training runs, by the search box
+            search = page.get_by_placeholder("metrics.rmse < 1", exact=False).first
+            search.fill("tags.stage = 'train'")
+            search.press("Enter")
+            page.get_by_text(f"{experiment.name}/", exact=False).first.wait_for(state="detached", timeout=60_000)
+            for job in trained:
+                page.get_by_text(job.name, exact=True).first.wait_for(timeout=60_000)
             # the lambdas of a training run, as its run page shows them
             run_id = client.search_runs([experiment.experiment_id],
                                         f"tags.stage = 'train' and tags.model = '{trained[-1].name}'")[0].info.run_id
@@ -109,6 +116,8 @@ def test_mlflow_ui_shows_the_experiment_and_the_training_runs_with_their_lambdas
             body = page.inner_text("body")
             assert "lambda_n" in body and "lambda_a" in body
             assert str(trained[-1].lambda_a) in body  # e.g. 10.0, the logged value
+            page.get_by_text("lambda_a", exact=True).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot.with_name("mlflow_ui_run.png")), full_page=False)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
