@@ -238,6 +238,7 @@ def table_figures(table: str, stats_path: str | Path, vs_paper_path: str | Path,
     from pipeline_src.checkpoints import load_checkpoint
     from pipeline_src.data.prepare import load_split
 
+    torch.set_num_threads(1)  # a few images through small models: threads cost more than they give
     paths = figure_paths(prefix)
     stats = _read_stats(stats_path)
     attacks = {}
