@@ -114,13 +114,8 @@ def cmd_tables(args: argparse.Namespace) -> None:
 def cmd_stats(args: argparse.Namespace) -> None:
     from pipeline_src.stats import write_stats
 
-    evals = [_read_json(Path(p)) for p in args.evals]
-    dataset = evals[0].get("dataset", "tables") if evals else "tables"
-    name = Path(args.out).stem
-    tags = {"stage": "stats", "table": name.removesuffix("_stats"), "dataset": dataset}
-    with tracking.start_run(args.tracking, dataset, f"stats/{name}", tags, {"columns": ",".join(args.columns)}) as run:
-        write_stats(args.evals, args.columns, args.out, args.fields)
-        run.log_artifact(args.out, "tables")
+    # no MLflow run of its own (a second or so of import per table): the figures run logs the CSV
+    write_stats(args.evals, args.columns, args.out, args.fields)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -132,6 +127,7 @@ def cmd_figures(args: argparse.Namespace) -> None:
                               args.models, args.test, args.prefix)
         for path in paths.values():
             run.log_artifact(path, "figures")
+        run.log_artifact(args.stats, "tables")  # the statistics the bands show
 
 
 def cmd_attack_figure(args: argparse.Namespace) -> None:
@@ -225,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", nargs="+", required=True)
     p.add_argument("--fields", nargs="+", default=["lambda_n", "lambda_a"], help="JSON fields that identify a row")
     p.add_argument("--out", required=True)
-    _add_tracking_flag(p)
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("figures", help="a table's figures: accuracy vs eps, ablations, training, vs paper, "

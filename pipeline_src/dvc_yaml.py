@@ -162,22 +162,22 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
             [*tracked, *evals, *paper, *code("tables.py")],
             # the tables are committed to git, so DVC must not move them into its cache
             [], params=_present(raw, [f"tables.{table}"]), uncached=[out, vs_paper])
-    stages.update(report_stages(plan, track, tracked))
+    stages.update(report_stages(plan, track, ready, tracked))
     return stages
 
 
 FIGURE_KINDS = ("accuracy_vs_eps", "ablation", "training", "vs_paper", "reconstructions")  # as report.smk
 
 
-def report_stages(plan: Plan, track: list[str], tracked: list[str]) -> dict[str, dict]:
+def report_stages(plan: Plan, track: list[str], ready: list[str], tracked: list[str]) -> dict[str, dict]:
     """Twins of report.smk's stats, figures and attack_figure jobs (the HTML report is no job)."""
     stages: dict[str, dict] = {}
     for table, jobs in plan.tables.items():
         evals = [f"results/metrics/eval/{m.name}.json" for m in jobs]
         out = f"results/tables/{table}_stats.csv"
         stages[stage_name("stats", table)] = _stage(
-            _cmd("stats", "--evals", *evals, "--columns", "clean", *plan.attacks, "--out", out, *track),
-            [*tracked, *evals, *code("stats.py")], [], uncached=[out])
+            _cmd("stats", "--evals", *evals, "--columns", "clean", *plan.attacks, "--out", out),
+            [*ready, *evals, *code("stats.py")], [], uncached=[out])
     for table, jobs in plan.tables.items():
         ds = plan.cfg["tables"][table]["dataset"]
         first: dict[tuple[float, float], str] = {}

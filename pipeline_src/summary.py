@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from pipeline_src import tracking
@@ -14,8 +15,17 @@ def mlflow_ui_command(uri: str, port: int = 5000) -> str:
     """`mlflow server` bound to localhost only (the UI has no authentication), one worker."""
     db = tracking.sqlite_path(uri)
     store = f"sqlite:///{db.resolve()}" if db is not None else uri
-    return (f"{UI_ENV} mlflow server --backend-store-uri {shlex.quote(store)} --host 127.0.0.1 --port {port}"
+    return (f"{UI_ENV} {_mlflow_exe()} server --backend-store-uri {shlex.quote(store)} --host 127.0.0.1 --port {port}"
             f" --workers 1   # then open http://127.0.0.1:{port}")
+
+
+def _mlflow_exe() -> str:
+    """The mlflow next to this interpreter (the venv's, which a user's shell may not have on PATH)."""
+    exe = Path(sys.executable).parent / "mlflow"
+    if not exe.is_file():
+        return "mlflow"
+    rel = os.path.relpath(exe)
+    return rel if not rel.startswith("..") else str(exe)
 
 
 def _count(folder: Path, pattern: str) -> int:

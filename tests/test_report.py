@@ -56,12 +56,14 @@ def test_every_figure_is_a_png_and_logged_to_mlflow(smoke_run):
         width, height = png_size(smoke_run / "results" / "figures" / name)
         assert width >= 300 and height >= 100, name
     client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
-    logged = set()
+    logged, stats = set(), set()
     for ds in PLAN.datasets:
         exp = client.get_experiment_by_name(ds)
         for run in client.search_runs([exp.experiment_id], "tags.stage = 'figures'"):
             logged |= {a.path.removeprefix("figures/") for a in client.list_artifacts(run.info.run_id, "figures")}
+            stats |= {a.path.removeprefix("tables/") for a in client.list_artifacts(run.info.run_id, "tables")}
     assert logged == set(FIGURES)
+    assert stats == {f"{t}_stats.csv" for t in PLAN.tables}
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ rule stats:
     input:
         evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],
         code=code("stats.py"),
-        tracking=tracking_ready(),
     output:
         report("results/tables/{table}_stats.csv", caption=str(REPORT / "stats.rst"), category="Tables",
                subcategory="{table}", labels={"table": "{table}", "content": "95% CIs, McNemar vs NA"}),
@@ -35,7 +34,7 @@ rule stats:
         columns=shlex.join(["clean", *PLAN.attacks]),
     shell:
         "{PYTHON} -m pipeline_src stats --evals {input.evals} --columns {params.columns} --out {output}"
-        " {TRACKING_ARG} 2> {log}"
+        " 2> {log}"
 
 
 rule figures:
