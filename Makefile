@@ -8,7 +8,7 @@ CORES  ?= all
 # The venv's tools come first on PATH so every Snakemake job runs the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test install clean dry-run
+.PHONY: run test install clean dry-run report
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	$(BIN)/python -m pipeline_src summary
+
+# The HTML report of the last run (tables, figures, captions from workflow/report/).
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) -n

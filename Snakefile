@@ -7,9 +7,12 @@
 #   results/metrics/{train,attacks,eval}/...      per-job JSON records
 #   results/tables/<table>.csv, <table>_vs_paper.csv     the paper's tables, ours and side by side
 #   models/denoisers/<name>.pt, results/metrics/eval_denoised/<denoiser>/<model>.json   Table 4's denoisers
+#   results/tables/<table>_stats.csv, results/figures/*.png  95% CIs and McNemar tests; figures
+#   results/report.html                           `snakemake --report results/report.html` (not a job)
 import os
 
 configfile: os.path.join(workflow.basedir, "params.yaml")
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -20,6 +23,7 @@ include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/denoisers.smk"
+include: "workflow/rules/report.smk"
 
 
 # Every table and its comparison with the paper.
@@ -27,6 +31,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+        report_outputs(),
 
 
 # After every rule exists: each entry of params' `resources:` must name one (catches a misspelt rule).

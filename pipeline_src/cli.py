@@ -111,6 +111,40 @@ def cmd_tables(args: argparse.Namespace) -> None:
                 run.log_artifact(path, "tables")
 
 
+def cmd_stats(args: argparse.Namespace) -> None:
+    from pipeline_src.stats import write_stats
+
+    # no MLflow run of its own (a second or so of import per table): the figures run logs the CSV
+    write_stats(args.evals, args.columns, args.out, args.fields)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from pipeline_src.figures import table_figures
+
+    tags = {"stage": "figures", "table": args.table, "dataset": args.dataset}
+    with tracking.start_run(args.tracking, args.dataset, f"figures/{args.table}", tags) as run:
+        paths = table_figures(args.table, args.stats, args.vs_paper, args.train_metrics, args.attack_metrics,
+                              args.models, args.test, args.prefix)
+        for path in paths.values():
+            run.log_artifact(path, "figures")
+        run.log_artifact(args.stats, "tables")  # the statistics the bands show
+
+
+def cmd_attack_figure(args: argparse.Namespace) -> None:
+    from pipeline_src.figures import attack_figure
+
+    tags = {"stage": "figures", "dataset": args.dataset}
+    with tracking.start_run(args.tracking, args.dataset, f"figures/{args.dataset}_attacks", tags) as run:
+        attack_figure(args.dataset, args.test, dict(args.adversarial), args.out)
+        run.log_artifact(args.out, "figures")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from pipeline_src.summary import summary
+
+    print(summary(Path(args.root)))
+
+
 def cmd_tracking_init(args: argparse.Namespace) -> None:
     from pipeline_src.io import write_json
 
@@ -181,6 +215,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs_paper", default=None)
     _add_tracking_flag(p)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("stats", help="95%% Wilson intervals and McNemar tests against the NA row, long CSV")
+    p.add_argument("--evals", nargs="+", required=True, help="evaluation JSONs (several seeds of a row allowed)")
+    p.add_argument("--columns", nargs="+", required=True)
+    p.add_argument("--fields", nargs="+", default=["lambda_n", "lambda_a"], help="JSON fields that identify a row")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("figures", help="a table's figures: accuracy vs eps, ablations, training, vs paper, "
+                                       "reconstructions")
+    for name in ("table", "dataset", "stats", "vs_paper", "test", "prefix"):
+        p.add_argument(f"--{name}", required=True)
+    for name in ("train_metrics", "attack_metrics", "models"):
+        p.add_argument(f"--{name}", nargs="*", default=[])
+    _add_tracking_flag(p)
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("attack-figure", help="clean / adversarial / amplified perturbation images per attack")
+    for name in ("dataset", "test", "out"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--adversarial", nargs="+", type=_kv_path, required=True, metavar="NAME=PATH")
+    _add_tracking_flag(p)
+    p.set_defaults(func=cmd_attack_figure)
+
+    p = sub.add_parser("summary", help="where the results are, and how to open the MLflow UI")
+    p.add_argument("--root", default=".", help="the workflow's working directory")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("tracking-init", help="create the MLflow database and experiments before parallel jobs")
     p.add_argument("--experiments", nargs="+", required=True, help="one per dataset")

@@ -117,7 +117,7 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
     for job in plan.models.values():
         ds, out = f"data/prepared/{job.dataset}", f"models/{job.name}.pt"
         metrics = f"results/metrics/train/{job.name}.json"
-        keys = ["seed", *train_keys, f"model.decoder_stage.{job.arch}"]
+        keys = ["seed", "seeds", *train_keys, f"model.decoder_stage.{job.arch}"]
         keys += ["surrogate"] if job.surrogate else []  # the surrogate's arch and seed come from there
         stages[stage_name("train", job.name)] = _stage(
             _cmd("train", *to_cli_args(plan.train_config(job.name)), "--train", f"{ds}/train.pt",
@@ -168,6 +168,46 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
     from pipeline_src.dvc_combined import combined_stages  # Table 4 (workflow/rules/denoisers.smk)
 
     stages.update(combined_stages(plan, raw, root, tracked, track))
+    stages.update(report_stages(plan, track, ready, tracked))
+    return stages
+
+
+FIGURE_KINDS = ("accuracy_vs_eps", "ablation", "training", "vs_paper", "reconstructions")  # as report.smk
+
+
+def report_stages(plan: Plan, track: list[str], ready: list[str], tracked: list[str]) -> dict[str, dict]:
+    """Twins of report.smk's stats, figures and attack_figure jobs (the HTML report is no job)."""
+    stages: dict[str, dict] = {}
+    for table, jobs in plan.tables.items():
+        evals = [f"results/metrics/eval/{m.name}.json" for m in jobs]
+        out = f"results/tables/{table}_stats.csv"
+        stages[stage_name("stats", table)] = _stage(
+            _cmd("stats", "--evals", *evals, "--columns", "clean", *plan.attacks, "--out", out),
+            [*ready, *evals, *code("stats.py")], [], uncached=[out])
+    for table, jobs in plan.tables.items():
+        ds = plan.cfg["tables"][table]["dataset"]
+        first: dict[tuple[float, float], str] = {}
+        for job in jobs:
+            if job.lambda_a > 0:
+                first.setdefault((job.lambda_n, job.lambda_a), f"models/{job.name}.pt")
+        stats, vs_paper = f"results/tables/{table}_stats.csv", f"results/tables/{table}_vs_paper.csv"
+        train = [f"results/metrics/train/{m.name}.json" for m in jobs]
+        attacks = [f"results/metrics/attacks/{ds}/{a}.json" for a in plan.attacks]
+        test = f"data/prepared/{ds}/test.pt"
+        stages[stage_name("figures", table)] = _stage(
+            _cmd("figures", "--table", table, "--dataset", ds, "--stats", stats, "--vs_paper", vs_paper,
+                 "--train_metrics", *train, "--attack_metrics", *attacks, "--models", *first.values(),
+                 "--test", test, "--prefix", f"results/figures/{table}", *track),
+            [*tracked, stats, vs_paper, *train, *attacks, *first.values(), test,
+             *code("figures.py", "checkpoints.py", "models/denoising.py", "data/prepare.py")],
+            [], uncached=[f"results/figures/{table}_{k}.png" for k in FIGURE_KINDS])
+    for ds in plan.datasets:
+        test, out = f"data/prepared/{ds}/test.pt", f"results/figures/{ds}_attacks.png"
+        adversarial = [f"data/adversarial/{ds}/{a}.pt" for a in plan.attacks]
+        stages[stage_name("attack_figure", ds)] = _stage(
+            _cmd("attack-figure", "--dataset", ds, "--test", test,
+                 "--adversarial", *(f"{a}={p}" for a, p in zip(plan.attacks, adversarial)), "--out", out, *track),
+            [*tracked, test, *adversarial, *code("figures.py", "data/prepare.py")], [], uncached=[out])
     return stages
 
 

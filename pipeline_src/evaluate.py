@@ -32,14 +32,23 @@ def predict(model: torch.nn.Module, images_u8: torch.Tensor, batch_size: int = 2
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 
+def encode_flags(correct: list[bool]) -> str:
+    """Correct/incorrect per image -> hex, 4 images per digit, first image in the top bit (stats.decode_flags)."""
+    bits = "".join("1" if c else "0" for c in correct)
+    bits += "0" * (-len(bits) % 4)
+    return "".join(f"{int(bits[i:i + 4], 2):x}" for i in range(0, len(bits), 4))
+
+
 def accuracy(model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
     return float((predict(model, images_u8, batch_size) == labels).float().mean())
 
 
 def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: dict[str, str | Path],
                    batch_size: int = 256, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict:
-    """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..}},
-    accuracies in [0, 1]. ``wrap``: what is evaluated instead of the classifier (e.g. a denoiser in front of it)."""
+    """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..},
+    'correct_flags': {..}}, accuracies in [0, 1]; correct_flags: which images were right, as hex (encode_flags),
+    for the paired tests of ``stats.py``. ``wrap``: what is evaluated instead of the classifier (e.g. a
+    denoiser in front of it)."""
     ckpt = load_checkpoint(model_path)
     model = inference_model(wrap(ckpt.model) if wrap is not None else ckpt.model, compute_device())
     test = load_split(test_path)
@@ -51,9 +60,11 @@ def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: d
                              "re-run the attack stage for this dataset")
         sets[name] = adv["images"]
     result: dict = {**{k: ckpt.config[k] for k in ("arch", "lambda_n", "lambda_a", "seed")},
-                    "n_test": len(test.labels), "accuracy": {}, "correct": {}}
+                    "n_test": len(test.labels), "accuracy": {}, "correct": {}, "correct_flags": {}}
     for name, images in sets.items():
-        correct = int((predict(model, images, batch_size) == test.labels).sum())
+        right = predict(model, images, batch_size) == test.labels
+        correct = int(right.sum())
+        result["correct_flags"][name] = encode_flags(right.tolist())
         result["correct"][name] = correct
         result["accuracy"][name] = correct / len(test.labels)
         log.info("%-14s accuracy %.4f", name, result["accuracy"][name])

@@ -40,7 +40,7 @@ class Plan:
     """Every model, attack and table of one parameter set."""
     cfg: dict
     models: dict[str, ModelJob]
-    tables: dict[str, list[ModelJob]]
+    tables: dict[str, list[ModelJob]]  # every model of a table: rows in order, each row's seeds in order
     datasets: tuple[str, ...]
     attacks: tuple[str, ...]
     denoisers: dict = field(default_factory=dict)  # name -> combined.DenoiserJob (Table 4)
@@ -74,6 +74,8 @@ class Plan:
 def build_plan(cfg: dict) -> Plan:
     """``cfg`` must already be validated (``config.validate_params``)."""
     seed = cfg["seed"]
+    # training seeds: a table row is trained once per seed (default [seed]: names and files as with one seed)
+    seeds = training_seeds(cfg)
     models: dict[str, ModelJob] = {}
     tables: dict[str, list[ModelJob]] = {}
     datasets: list[str] = []
@@ -81,10 +83,11 @@ def build_plan(cfg: dict) -> Plan:
         rows = []
         for row in table["rows"]:
             ln, la = float(row["lambda_n"]), float(row["lambda_a"])
-            job = ModelJob(model_name(table["dataset"], table["arch"], ln, la, seed), table["dataset"],
-                           table["arch"], ln, la, seed)
-            models[job.name] = job
-            rows.append(job)
+            for s in seeds:
+                job = ModelJob(model_name(table["dataset"], table["arch"], ln, la, s), table["dataset"],
+                               table["arch"], ln, la, s)
+                models[job.name] = job
+                rows.append(job)
         tables[table_name] = rows
         if table["dataset"] not in datasets:
             datasets.append(table["dataset"])
@@ -97,6 +100,11 @@ def build_plan(cfg: dict) -> Plan:
         models[job.name] = job
     return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
                 denoisers=denoisers, combined=combined)
+
+
+def training_seeds(cfg: dict) -> list[int]:
+    """``seeds`` if given, else the one ``seed``. Data, splits, surrogate and attacks always use ``seed``."""
+    return list(cfg.get("seeds") or [cfg["seed"]])
 
 
 def attack_columns(attacks: dict) -> tuple[str, ...]:

@@ -17,17 +17,20 @@ from pipeline_src.io import write_text
 
 
 def build_table(eval_paths: list[str | Path], columns: list[str]) -> pd.DataFrame:
-    """One row per evaluation file (in the given order) with accuracies in percent."""
-    rows = []
+    """One row per (lambda_n, lambda_a), in order of first appearance, with accuracies in percent; the
+    evaluations of several seeds of a row are averaged (their spread is in stats.py's CSV)."""
+    rows: dict[tuple[str, str], list[dict]] = {}
     for path in eval_paths:
         with open(path) as fh:
             ev = json.load(fh)
         missing = [c for c in columns if c not in ev["accuracy"]]
         if missing:
             raise ValueError(f"{path} has no accuracy for {', '.join(missing)}: re-run its evaluation")
-        rows.append({"lambda_n": fmt_number(ev["lambda_n"]), "lambda_a": fmt_number(ev["lambda_a"]),
-                     **{c: 100.0 * ev["accuracy"][c] for c in columns}})
-    return pd.DataFrame(rows, columns=["lambda_n", "lambda_a", *columns])
+        key = (fmt_number(ev["lambda_n"]), fmt_number(ev["lambda_a"]))
+        rows.setdefault(key, []).append({c: 100.0 * ev["accuracy"][c] for c in columns})
+    out = [{"lambda_n": ln, "lambda_a": la, **{c: sum(s[c] for s in seeds) / len(seeds) for c in columns}}
+           for (ln, la), seeds in rows.items()]
+    return pd.DataFrame(out, columns=["lambda_n", "lambda_a", *columns])
 
 
 def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.resources import check_resources, job_resources
 
 RULES = ("prepare", "tracking_init", "train", "attack", "evaluate", "table", "train_denoiser", "evaluate_denoised",
-         "combined_table")
+         "combined_table", "stats", "figures", "attack_figure")
 
 
 def kind(rule: str) -> str:

@@ -42,6 +42,7 @@ def expected_tracked_jobs(plan) -> int:
     """One MLflow run per training, attack, evaluation and table job of the plan, Table 4's included
     (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
     jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+    jobs += len(plan.tables) + len(plan.datasets)  # report.smk: figures per table, attack figure per dataset
     return jobs + len(plan.denoisers) + sum(r.denoiser is not None for rows in plan.combined.values() for r in rows) \
         + len(plan.combined)
 

@@ -6,8 +6,10 @@ rule table:
         code=code("tables.py"),
         tracking=tracking_ready(),
     output:
-        table="results/tables/{table}.csv",
-        vs_paper="results/tables/{table}_vs_paper.csv",
+        table=report("results/tables/{table}.csv", caption=str(REPO / "workflow/report/table.rst"), category="Tables",
+                     subcategory="{table}", labels={"table": "{table}", "content": "as in the paper"}),
+        vs_paper=report("results/tables/{table}_vs_paper.csv", caption=str(REPO / "workflow/report/vs_paper.rst"), category="Tables",
+                        subcategory="{table}", labels={"table": "{table}", "content": "ours vs the paper"}),
     log:
         "logs/tables/{table}.log",
     params:
