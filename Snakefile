@@ -6,6 +6,7 @@
 #   data/adversarial/<dataset>/<attack>.pt        adversarial test sets crafted on the surrogate (uint8)
 #   results/metrics/{train,attacks,eval}/...      per-job JSON records
 #   results/tables/<table>.csv, <table>_vs_paper.csv     the paper's tables, ours and side by side
+#   results/tables/whitebox_<table>.csv            beyond the paper: attacks crafted on each model itself
 import os
 
 configfile: os.path.join(workflow.basedir, "params.yaml")
@@ -18,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/whitebox.smk"
 
 
 # Every table and its comparison with the paper.
@@ -25,3 +27,4 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+        whitebox_tables(),

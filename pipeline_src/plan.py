@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, fmt_number
+from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, WhiteboxConfig, fmt_number
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Plan:
     tables: dict[str, list[ModelJob]]
     datasets: tuple[str, ...]
     attacks: tuple[str, ...]
+    whitebox: tuple[str, ...] = ()  # white-box attack columns; empty when whitebox.enabled is false
 
     def surrogate(self, dataset: str) -> ModelJob:
         arch = self.cfg["surrogate"]["arch"]
@@ -59,6 +60,9 @@ class Plan:
 
     def attack_config(self, attack: str) -> AttackConfig:
         return AttackConfig.from_params(self.cfg, attack)
+
+    def whitebox_config(self) -> WhiteboxConfig:
+        return WhiteboxConfig.from_params(self.cfg, self.whitebox)
 
 
 def build_plan(cfg: dict) -> Plan:
@@ -82,7 +86,9 @@ def build_plan(cfg: dict) -> Plan:
     for ds in datasets:
         job = ModelJob(surrogate_name(ds, s_arch, s_seed), ds, s_arch, 0.0, 0.0, s_seed, surrogate=True)
         models[job.name] = job
-    return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]))
+    wb = cfg.get("whitebox", {})
+    return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
+                whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else ())
 
 
 def attack_columns(attacks: dict) -> tuple[str, ...]:
@@ -90,5 +96,5 @@ def attack_columns(attacks: dict) -> tuple[str, ...]:
 
     Derived from the settings rather than dict order, which config merging does not preserve.
     """
-    rank = {"fgsm": 0, "ifgsm": 1, "cw": 2}
+    rank = {"fgsm": 0, "ifgsm": 1, "pgd": 2, "cw": 3}
     return tuple(sorted(attacks, key=lambda a: (rank[attacks[a]["method"]], attacks[a].get("eps", 0), a)))
