@@ -187,10 +187,15 @@ def _check_semantics(cfg: dict, source: str) -> None:
             seen.add(key)
     if cfg["training"]["threads"] < 1:
         raise ParamsError(f"{source}: 'training.threads' must be >= 1")
-    _check_whitebox(cfg.get("whitebox", {}), source)
+    _check_whitebox(cfg, source)
 
 
-def _check_whitebox(wb: dict, source: str) -> None:
+def _check_whitebox(cfg: dict, source: str) -> None:
+    wb = cfg.get("whitebox", {})
+    for name in wb.get("tables", []):
+        if name not in cfg["tables"]:
+            raise ParamsError(f"{source}: 'whitebox.tables' names {name!r}, not a table under 'tables'; "
+                              f"tables: {', '.join(cfg['tables'])}")
     if wb.get("enabled") and not wb.get("attacks"):
         raise ParamsError(f"{source}: 'whitebox.attacks' is empty but 'whitebox.enabled' is true; "
                           "add attacks (e.g. pgd20_eps8: {method: pgd, eps: 8, steps: 20}) or disable it")

@@ -167,22 +167,23 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
 
 
 def whitebox_stages(plan: Plan, raw: dict, tracked: list[str], track: list[str]) -> dict[str, dict]:
-    """workflow/rules/whitebox.smk's jobs: one per evaluated model, one table per paper table."""
+    """workflow/rules/whitebox.smk's jobs: one per model of a white-box table, and its tables."""
     if not plan.whitebox:
         return {}
     stages: dict[str, dict] = {}
     args = to_cli_args(plan.whitebox_config())
-    for job in plan.evaluated_models():
+    for job in plan.whitebox_models():
         test, out = f"data/prepared/{job.dataset}/test.pt", f"results/metrics/whitebox/{job.name}.json"
         stages[stage_name("whitebox", job.name)] = _stage(
             _cmd("whitebox", *args, "--model", f"models/{job.name}.pt", "--test", test, "--dataset", job.dataset,
                  "--out", out, *track),
             [*tracked, f"models/{job.name}.pt", test,
              *code("whitebox.py", "attacks.py", "evaluate.py", "checkpoints.py", "models/denoising.py")],
-            [], params=_present(raw, ["seed", "whitebox", "evaluation.batch_size", "training.threads"]),
+            [], params=_present(raw, ["seed", "whitebox.max_images", "whitebox.attacks", "evaluation.batch_size",
+                                 "training.threads"]),
             metrics=[out])
-    for table, rows in plan.tables.items():
-        evals = [f"results/metrics/whitebox/{m.name}.json" for m in rows]
+    for table in plan.whitebox_tables:
+        evals = [f"results/metrics/whitebox/{m.name}.json" for m in plan.tables[table]]
         out = f"results/tables/whitebox_{table}.csv"
         stages[stage_name("whitebox_table", table)] = _stage(
             _cmd("tables", "--whitebox", "--evals", *evals, "--columns", "clean", *plan.whitebox, "--out", out, *track),

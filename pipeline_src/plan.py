@@ -43,6 +43,7 @@ class Plan:
     datasets: tuple[str, ...]
     attacks: tuple[str, ...]
     whitebox: tuple[str, ...] = ()  # white-box attack columns; empty when whitebox.enabled is false
+    whitebox_tables: tuple[str, ...] = ()  # tables with a white-box twin (whitebox.tables, default all)
 
     def surrogate(self, dataset: str) -> ModelJob:
         arch = self.cfg["surrogate"]["arch"]
@@ -63,6 +64,10 @@ class Plan:
 
     def whitebox_config(self) -> WhiteboxConfig:
         return WhiteboxConfig.from_params(self.cfg, self.whitebox)
+
+    def whitebox_models(self) -> list[ModelJob]:
+        """The models of the white-box tables, each once, in table order."""
+        return list({m.name: m for t in self.whitebox_tables for m in self.tables[t]}.values())
 
 
 def build_plan(cfg: dict) -> Plan:
@@ -88,7 +93,8 @@ def build_plan(cfg: dict) -> Plan:
         models[job.name] = job
     wb = cfg.get("whitebox", {})
     return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
-                whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else ())
+                whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else (),
+                whitebox_tables=tuple(wb.get("tables") or tables) if wb.get("enabled") else ())
 
 
 def attack_columns(attacks: dict) -> tuple[str, ...]:

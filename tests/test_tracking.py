@@ -101,6 +101,7 @@ def test_attack_evaluation_and_table_runs_are_linked(runs, plan):
 def test_parallel_run_loses_no_run_and_logs_no_database_error(smoke_run, runs, plan):
     _, found = runs
     jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+    jobs += len(plan.whitebox_models()) + len(plan.whitebox_tables)  # beyond the paper: tests/test_whitebox.py
     all_runs = [r for stage in found.values() for r in stage]
     assert len(all_runs) == jobs and all(r.info.status == "FINISHED" for r in all_runs)
     logs = [smoke_run / "snakemake.stderr", *sorted((smoke_run / "logs").rglob("*.log"))]

@@ -109,8 +109,13 @@ def test_whitebox_settings_resolve_defaults_and_round_trip():
     plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
     assert plan.whitebox == ("fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "pgd20_eps4", "pgd20_eps8")
     assert [a.name for a in plan.whitebox_config().parsed()] == list(plan.whitebox)
+    assert plan.whitebox_tables == ("table1_skin4_resnet18",)  # configs/smoke.yaml keeps the smoke run short
+    assert plan.whitebox_models() == plan.tables["table1_skin4_resnet18"]
     off = build_plan(validate_params(_params({"enabled": False})))
-    assert off.whitebox == ()
+    assert off.whitebox == () and off.whitebox_models() == []
+    default = build_plan(validate_params(load_params(REPO / "params.yaml")))
+    assert default.whitebox_tables == tuple(default.tables)  # every table by default
+    assert {m.name for m in default.whitebox_models()} == {m.name for m in default.evaluated_models()}
 
 
 @pytest.mark.parametrize("whitebox,message", [
@@ -120,6 +125,8 @@ def test_whitebox_settings_resolve_defaults_and_round_trip():
     ({"enabled": True, "attacks": {"p": {"method": "pgd", "eps": 4}}}, "'whitebox.attacks.p.steps' is required"),
     ({"enabled": True, "attacks": {"p": {"method": "cw", "eps": 4}}}, "'whitebox.attacks.p.method'"),
     ({"enabled": True, "max_images": -1, "attacks": {"f": {"method": "fgsm", "eps": 4}}}, "'whitebox.max_images'"),
+    ({"enabled": True, "tables": ["table9"], "attacks": {"f": {"method": "fgsm", "eps": 4}}},
+     "'whitebox.tables' names 'table9', not a table"),
 ])
 def test_bad_whitebox_params_name_the_key(whitebox, message):
     with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
@@ -154,13 +161,15 @@ def _families(cfg: dict, columns: tuple[str, ...]) -> dict[tuple[str, int], list
 
 @pytest.mark.slow
 def test_smoke_whitebox_tables_and_records(smoke_run, smoke_plan):
-    for table, rows in smoke_plan.tables.items():
+    assert smoke_plan.whitebox_tables
+    for table in smoke_plan.whitebox_tables:
+        rows = smoke_plan.tables[table]
         df = pd.read_csv(smoke_run / "results" / "tables" / f"whitebox_{table}.csv")
         assert list(df.columns) == ["lambda_n", "lambda_a", "clean", *smoke_plan.whitebox]
         assert len(df) == len(rows)
         values = df[["clean", *smoke_plan.whitebox]].to_numpy()
         assert ((values >= 0) & (values <= 100)).all()
-    for job in smoke_plan.evaluated_models():
+    for job in smoke_plan.whitebox_models():
         wb = json.loads((smoke_run / "results/metrics/whitebox" / f"{job.name}.json").read_text())
         ev = json.loads((smoke_run / "results/metrics/eval" / f"{job.name}.json").read_text())
         assert wb["test_indices"] == list(range(ev["n_test"]))  # the smoke sets are attacked whole
@@ -175,7 +184,7 @@ def test_smoke_whitebox_tables_and_records(smoke_run, smoke_plan):
 def test_smoke_whitebox_accuracy_does_not_increase_with_eps(smoke_run, smoke_plan):
     families = _families(smoke_plan.cfg, smoke_plan.whitebox)
     assert all(len(cols) >= 2 for cols in families.values())
-    for job in smoke_plan.evaluated_models():
+    for job in smoke_plan.whitebox_models():
         correct = json.loads((smoke_run / "results/metrics/whitebox" / f"{job.name}.json").read_text())["correct"]
         for family, cols in families.items():
             counts = [correct["clean"], *(correct[c] for c in cols)]  # eps = 0 first
@@ -211,8 +220,32 @@ def test_smoke_whitebox_at_least_as_strong_as_transfer(smoke_run, smoke_plan):
         transfer = smoke_plan.cfg["attacks"][name]
         assert (wb_settings["method"], wb_settings["eps"], wb_settings.get("steps")) == (
             transfer["method"], transfer["eps"], transfer.get("steps"))
-    for job in smoke_plan.evaluated_models():
+    for job in smoke_plan.whitebox_models():
         wb = json.loads((smoke_run / "results/metrics/whitebox" / f"{job.name}.json").read_text())["correct"]
         ev = json.loads((smoke_run / "results/metrics/eval" / f"{job.name}.json").read_text())["correct"]
         for name in shared:
             assert wb[name] <= ev[name] + TOLERANCE_IMAGES, (job.name, name, wb[name], ev[name])
+
+
+@pytest.mark.slow
+def test_smoke_whitebox_runs_are_tracked_and_linked(smoke_run, smoke_plan):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments() if e.name in smoke_plan.datasets]
+    found: dict[str, list] = {}
+    for run in client.search_runs(ids, max_results=1000):
+        found.setdefault(run.data.tags["stage"], []).append(run)
+    train_ids = {r.data.tags["model"]: r.info.run_id for r in found["train"]}
+    runs = {r.data.tags["model"]: r for r in found["whitebox"]}
+    assert set(runs) == {m.name for m in smoke_plan.whitebox_models()} and len(found["whitebox"]) == len(runs)
+    for name, run in runs.items():
+        assert run.info.status == "FINISHED" and run.data.tags["train_run_id"] == train_ids[name]
+        assert set(run.data.metrics) == {f"accuracy_{c}" for c in ("clean", *smoke_plan.whitebox)}
+        assert run.data.params["attacks"].count(":method=") == len(smoke_plan.whitebox)
+    tables = {r.data.tags["table"]: r for r in found["whitebox_table"]}
+    assert set(tables) == {f"whitebox_{t}" for t in smoke_plan.whitebox_tables}
+    for table in smoke_plan.whitebox_tables:
+        rows = smoke_plan.tables[table]
+        tags = tables[f"whitebox_{table}"].data.tags
+        assert all(tags[f"eval_run_id.{m.name}"] == runs[m.name].info.run_id for m in rows)
