@@ -9,6 +9,7 @@
 #   models/denoisers/<name>.pt, results/metrics/eval_denoised/<denoiser>/<model>.json   Table 4's denoisers
 #   results/tables/<table>_stats.csv, results/figures/*.png  95% CIs and McNemar tests; figures
 #   results/report.html                           `snakemake --report results/report.html` (not a job)
+#   results/tables/whitebox_<table>.csv            beyond the paper: attacks crafted on each model itself
 import os
 
 configfile: os.path.join(workflow.basedir, "params.yaml")
@@ -24,6 +25,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/denoisers.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/whitebox.smk"
 
 
 # Every table and its comparison with the paper.
@@ -32,6 +34,7 @@ rule all:
     input:
         get_final_output(),
         report_outputs(),
+        whitebox_tables(),
 
 
 # After every rule exists: each entry of params' `resources:` must name one (catches a misspelt rule).

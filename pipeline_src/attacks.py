@@ -8,7 +8,8 @@ adversarial examples are crafted on an undefended ResNet18 surrogate with
 * I-FGSM / basic iterative method (Kurakin et al., 2017), 10 steps, eps in {4, 8} / 255,
 * Carlini & Wagner L2 (Carlini & Wagner, 2017), 5 binary-search steps x 1000 iterations,
 
-and then transferred to the evaluated (defended) models.
+and then transferred to the evaluated (defended) models. Beyond the paper, PGD with a random start
+(Madry et al., 2018) joins FGSM and I-FGSM in the white-box evaluation (``pipeline_src/whitebox.py``).
 
 Conventions shared by every function here:
 
@@ -45,6 +46,8 @@ __all__ = [
     "cw_l2",
     "fgsm",
     "ifgsm",
+    "pgd",
+    "random_start",
     "run_attack",
     "success_rate",
     "to_uint8",
@@ -98,11 +101,13 @@ def _input_grad(model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
     return grad
 
 
-def _linf_iterative(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float) -> Tensor:
+def _linf_iterative(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float,
+                    start: Tensor | None = None) -> Tensor:
     """Shared L_inf sign-gradient loop (foolbox ``LinfBaseGradientDescent.run``).
 
     Each step: x_adv <- clip_[0,1](x + clip(x_adv + a*sign(g) - x, -eps, eps)).
-    FGSM is the special case steps=1, step_size=eps.
+    FGSM is the special case steps=1, step_size=eps; PGD starts from ``start`` (a random
+    point of the eps-ball) instead of ``x``.
     """
     _check_inputs(x, y)
     if not (math.isfinite(eps) and eps >= 0):
@@ -111,7 +116,8 @@ def _linf_iterative(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: i
         raise ValueError(f"steps must be >= 1, got {steps}")
     # clone: a tensor created under inference_mode cannot be made to require grad.
     x = x.detach().clone()
-    x_adv = x
+    x_adv = x if start is None else start.detach().to(x.device, x.dtype)
+    assert x_adv.shape == x.shape, f"start of shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}"
     for _ in range(steps):
         grad = _input_grad(model, x_adv, y)
         with torch.no_grad():
@@ -178,6 +184,67 @@ def ifgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 10, s
     if not (math.isfinite(step_size) and step_size >= 0):
         raise ValueError(f"step_size must be finite and non-negative, got {step_size}")
     return _linf_iterative(model, x, y, eps=eps, steps=steps, step_size=step_size)
+
+
+def random_start(x: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform random point of the L_inf eps-ball around ``x``, clipped to [0, 1].
+
+    Drawn on the CPU from ``generator`` (so the same seed gives the same start on any device)
+    and written as foolbox 3.3.4 writes it (``x + rand * (2 eps) - eps``, eagerpy's
+    ``uniform``), so that with the same seed both draw the same start.
+
+    Args:
+        x: clean images in [0, 1], shape (N, C, H, W).
+        eps: L_inf radius on the [0, 1] scale.
+        generator: source of randomness; None uses torch's global generator.
+
+    Returns:
+        Starting images, same shape/dtype/device as ``x``.
+    """
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype) * (eps - (-eps)) + (-eps)
+    return torch.clamp(x.detach() + noise.to(x.device), _MIN, _MAX)
+
+
+def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size: float | None = None,
+        *, random_init: bool = True, generator: torch.Generator | None = None,
+        start: Tensor | None = None) -> Tensor:
+    """Projected gradient descent on the cross-entropy, L_inf, untargeted (Madry et al.).
+
+    Starts at a uniform random point of the eps-ball (:func:`random_start`), then runs the
+    I-FGSM step: x_adv += step_size * sign(grad CE), project onto the eps-ball around ``x``,
+    clip to [0, 1]. Without the random start it is :func:`ifgsm` with its own step size.
+
+    Reference: Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models
+    Resistant to Adversarial Attacks", ICLR 2018. Matches foolbox's ``LinfPGD(abs_stepsize=step_size,
+    steps=steps, random_start=random_init)``.
+
+    Args:
+        model: classifier mapping [0, 1] images to logits; already in eval mode.
+        x: clean images in [0, 1], shape (N, C, H, W).
+        y: true labels, int64, shape (N,).
+        eps: L_inf budget on the [0, 1] scale.
+        steps: number of iterations (PGD-20: 20).
+        step_size: per-step size on the [0, 1] scale; default 2.5 * eps / steps, Madry et
+            al.'s rule (their MNIST setting 0.01 for eps 0.3 over 100 steps is 2.5 eps / steps),
+            so that the iterate can cross the ball and still move after a projection.
+        random_init: start from a random point of the ball (True) or from ``x``.
+        generator: randomness of the start (seed it for reproducible results).
+        start: a start drawn beforehand (overrides ``random_init``/``generator``), e.g.
+            for the whole data set at once so that results do not depend on the batching.
+
+    Returns:
+        Adversarial images within the eps-ball around ``x`` and within [0, 1].
+    """
+    if step_size is None:
+        step_size = 2.5 * eps / steps if steps > 0 else eps
+    if not (math.isfinite(step_size) and step_size >= 0):
+        raise ValueError(f"step_size must be finite and non-negative, got {step_size}")
+    if start is None and random_init:
+        _check_inputs(x, y)  # before drawing: a bad eps or box fails here with its own message
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"eps must be a finite non-negative number on the [0, 1] scale, got {eps}")
+        start = random_start(x, eps, generator)
+    return _linf_iterative(model, x, y, eps=eps, steps=steps, step_size=step_size, start=start)
 
 
 # --------------------------------------------------------------------------- Carlini & Wagner L2
@@ -461,6 +528,7 @@ def success_rate(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int = 2
 _METHOD_ARGS: dict[str, set[str]] = {
     "fgsm": {"eps"},
     "ifgsm": {"eps", "steps", "stepsize"},
+    "pgd": {"eps", "steps", "stepsize", "random_init", "seed"},
     "cw": {"steps", "binary_search_steps", "stepsize", "confidence", "initial_const", "abort_early"},
 }
 
@@ -478,6 +546,8 @@ def run_attack(
     confidence: float | None = None,
     initial_const: float | None = None,
     abort_early: bool | None = None,
+    random_init: bool | None = None,
+    seed: int | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> tuple[Tensor, dict]:
@@ -488,6 +558,10 @@ def run_attack(
     * ``"fgsm"``  (Goodfellow et al. 2015): ``eps`` (required).
     * ``"ifgsm"`` (Kurakin et al. 2017): ``eps`` (required), ``steps`` (10),
       ``stepsize`` (eps / steps), passed to :func:`ifgsm` as ``step_size``.
+    * ``"pgd"``   (Madry et al. 2018): ``eps`` (required), ``steps`` (20),
+      ``stepsize`` (2.5 * eps / steps), ``random_init`` (True), ``seed`` (0): the random
+      starts of the whole set are drawn at once from a generator seeded with ``seed``,
+      so results are reproducible and do not depend on ``batch_size``.
     * ``"cw"``    (Carlini & Wagner 2017): ``binary_search_steps`` (5),
       ``steps`` (1000), ``stepsize`` (0.01), ``confidence`` (0),
       ``initial_const`` (1e-3), ``abort_early`` (True).
@@ -503,9 +577,9 @@ def run_attack(
         model: surrogate classifier (eval mode), [0, 1] images -> logits.
         x: clean float images in [0, 1], shape (N, C, H, W).
         y: labels, shape (N,).
-        method: one of "fgsm", "ifgsm", "cw".
+        method: one of "fgsm", "ifgsm", "pgd", "cw".
         eps, steps, binary_search_steps, stepsize, confidence, initial_const,
-            abort_early: attack hyper-parameters, see above.
+            abort_early, random_init, seed: attack hyper-parameters, see above.
         batch_size: attack batch size (C&W's abort-early test is per batch).
         progress: show tqdm bars.
 
@@ -531,11 +605,13 @@ def run_attack(
         "confidence": confidence,
         "initial_const": initial_const,
         "abort_early": abort_early,
+        "random_init": random_init,
+        "seed": seed,
     }
     unused = sorted(k for k, v in given.items() if v is not None and k not in _METHOD_ARGS[method])
     if unused:
         raise ValueError(f"method {method!r} does not take argument(s) {unused}")
-    if method in ("fgsm", "ifgsm") and eps is None:
+    if method in ("fgsm", "ifgsm", "pgd") and eps is None:
         raise ValueError(f"method {method!r} requires eps (on the [0, 1] scale)")
     if eps is not None and not (math.isfinite(eps) and 0 < eps <= 1):
         raise ValueError(f"eps must be in (0, 1] on the [0, 1] scale, got {eps}")
@@ -544,13 +620,18 @@ def run_attack(
     if y.shape != (x.shape[0],):
         raise ValueError(f"labels of shape {tuple(y.shape)} do not match {x.shape[0]} images")
 
-    cw_kwargs = {k: v for k, v in given.items() if v is not None and k != "eps"}
+    cw_kwargs = {k: v for k, v in given.items() if v is not None and k not in ("eps", "random_init", "seed")}
     # Effective hyper-parameters (defaults filled in) so the stats are self-describing.
     if method == "fgsm":
         params: dict = {"eps": eps}
     elif method == "ifgsm":
         ifgsm_steps = 10 if steps is None else steps
         params = {"eps": eps, "steps": ifgsm_steps, "stepsize": eps / ifgsm_steps if stepsize is None else stepsize}
+    elif method == "pgd":
+        pgd_steps = 20 if steps is None else steps
+        params = {"eps": eps, "steps": pgd_steps,
+                  "stepsize": 2.5 * eps / pgd_steps if stepsize is None else stepsize,
+                  "random_init": True if random_init is None else random_init, "seed": 0 if seed is None else seed}
     else:
         params = {
             "binary_search_steps": 5,
@@ -566,6 +647,9 @@ def run_attack(
     advs: list[Tensor] = []
     cw_success: list[Tensor] = []
     cw_l2s: list[Tensor] = []
+    pgd_starts = None
+    if method == "pgd" and params["random_init"]:
+        pgd_starts = random_start(x, eps, torch.Generator().manual_seed(params["seed"]))
 
     starts = range(0, n, batch_size)
     if progress:
@@ -579,6 +663,10 @@ def run_attack(
             xa = fgsm(model, xb, yb, eps)
         elif method == "ifgsm":
             xa = ifgsm(model, xb, yb, eps, steps=params["steps"], step_size=params["stepsize"])
+        elif method == "pgd":
+            start_b = None if pgd_starts is None else pgd_starts[start : start + batch_size].to(device)
+            xa = pgd(model, xb, yb, eps, steps=params["steps"], step_size=params["stepsize"],
+                     random_init=False, start=start_b)
         else:
             res = cw_l2(model, xb, yb, progress=progress, **cw_kwargs)
             xa = res.adversarial

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_src.config import (AttackConfig, DatasetSpec, ParamsError, TrainConfig, add_dataclass_arguments,
-                                 from_namespace, load_params, validate_params)
+from pipeline_src.config import (AttackConfig, DatasetSpec, ParamsError, TrainConfig, WhiteboxConfig,
+                                 add_dataclass_arguments, from_namespace, load_params, validate_params)
 from pipeline_src import tracking
 
 log = logging.getLogger("pipeline_src")
@@ -94,6 +94,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         run.log_metrics({f"accuracy_{name}": acc for name, acc in result["accuracy"].items()})
 
 
+def cmd_whitebox(args: argparse.Namespace) -> None:
+    from pipeline_src.io import write_json
+    from pipeline_src.whitebox import whitebox_model
+
+    cfg = from_namespace(WhiteboxConfig, args)
+    cfg.parsed()  # a malformed attack token fails here, before the model is loaded
+    model = Path(args.model).stem
+    tags = {"stage": "whitebox", "model": model, "dataset": args.dataset}
+    params = {"model": model, **{k: (",".join(v) if isinstance(v, tuple) else v)
+                                 for k, v in dataclasses.asdict(cfg).items()}}
+    with tracking.start_run(args.tracking, args.dataset, f"whitebox/{model}", tags, params) as run:
+        run.set_tags({"train_run_id": run.find(stage="train", model=model) or "unknown"})
+        result = whitebox_model(cfg, args.model, args.test)
+        write_json(args.out, {"model": model, "dataset": args.dataset, **result})
+        run.log_metrics({f"accuracy_{name}": acc for name, acc in result["accuracy"].items()})
+
+
 def cmd_tables(args: argparse.Namespace) -> None:
     from pipeline_src.tables import write_tables
 
@@ -101,10 +118,12 @@ def cmd_tables(args: argparse.Namespace) -> None:
     models = [ev.get("model", Path(p).stem) for ev, p in zip(evals, args.evals)]
     dataset = evals[0].get("dataset", "tables") if evals else "tables"
     table = Path(args.out).stem
-    tags = {"stage": "table", "table": table, "dataset": dataset, "models": ",".join(models)}
+    # rows from white-box records: their own stage, so the paper's tables stay one "table" run each
+    stage, row_stage = ("whitebox_table", "whitebox") if args.whitebox else ("table", "evaluate")
+    tags = {"stage": stage, "table": table, "dataset": dataset, "models": ",".join(models)}
     params = {"columns": ",".join(args.columns)}
     with tracking.start_run(args.tracking, dataset, f"table/{table}", tags, params) as run:
-        run.set_tags({f"eval_run_id.{m}": run.find(stage="evaluate", model=m) or "unknown" for m in models})
+        run.set_tags({f"eval_run_id.{m}": run.find(stage=row_stage, model=m) or "unknown" for m in models})
         write_tables(args.evals, args.columns, args.out, args.paper, args.vs_paper)
         for path in (args.out, args.vs_paper):
             if path:
@@ -213,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paper", default=None)
     p.add_argument("--vs_paper", default=None)
+    p.add_argument("--whitebox", action="store_true", help="the rows are white-box records (`whitebox` stage)")
     _add_tracking_flag(p)
     p.set_defaults(func=cmd_tables)
 
@@ -242,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="where the results are, and how to open the MLflow UI")
     p.add_argument("--root", default=".", help="the workflow's working directory")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("whitebox", help="attack one model through its own logits (beyond the paper)")
+    add_dataclass_arguments(p, WhiteboxConfig)
+    for name in ("model", "test", "out", "dataset"):
+        p.add_argument(f"--{name}", required=True)
+    _add_tracking_flag(p)
+    p.set_defaults(func=cmd_whitebox)
 
     p = sub.add_parser("tracking-init", help="create the MLflow database and experiments before parallel jobs")
     p.add_argument("--experiments", nargs="+", required=True, help="one per dataset")

@@ -24,6 +24,8 @@ CW_DEFAULTS = {"binary_search_steps": 5, "steps": 1000, "stepsize": 0.01, "confi
                "initial_const": 1e-3, "abort_early": True}
 DOWNLOADING_SOURCES = ("isic2018", "rsna", "medmnist")  # fetched into raw_dir by the prepare job
 ATTACK_KEYS = {"fgsm": {"eps"}, "ifgsm": {"eps", "steps"}, "cw": set(CW_DEFAULTS)}
+WHITEBOX_KEYS = {"fgsm": {"eps"}, "ifgsm": {"eps", "steps", "stepsize"},
+                 "pgd": {"eps", "steps", "stepsize", "random_start"}}
 
 
 class ParamsError(ValueError):
@@ -190,6 +192,8 @@ def _check_semantics(cfg: dict, source: str) -> None:
     from pipeline_src.combined import check_combined  # Table 4's rows (local: combined imports config)
 
     check_combined(cfg, source)
+    _check_whitebox(cfg, source)
+
 
 
 def _check_downloading_source(ds: dict, where: str, source: str) -> None:
@@ -223,6 +227,26 @@ def _check_downloading_source(ds: dict, where: str, source: str) -> None:
     if ds.get("lesion_aware") and "test_fraction" not in ds["split"]:
         raise ParamsError(f"{source}: '{where}.lesion_aware' needs 'split.test_fraction' (lesions are split "
                           "by fraction, not by fixed counts)")
+
+
+def _check_whitebox(cfg: dict, source: str) -> None:
+    wb = cfg.get("whitebox", {})
+    for name in wb.get("tables", []):
+        if name not in cfg["tables"]:
+            raise ParamsError(f"{source}: 'whitebox.tables' names {name!r}, not a table under 'tables'; "
+                              f"tables: {', '.join(cfg['tables'])}")
+    if wb.get("enabled") and not wb.get("attacks"):
+        raise ParamsError(f"{source}: 'whitebox.attacks' is empty but 'whitebox.enabled' is true; "
+                          "add attacks (e.g. pgd20_eps8: {method: pgd, eps: 8, steps: 20}) or disable it")
+    for name, attack in wb.get("attacks", {}).items():
+        method = attack["method"]
+        extra = set(attack) - {"method"} - WHITEBOX_KEYS[method]
+        if extra:
+            raise ParamsError(f"{source}: 'whitebox.attacks.{name}.{sorted(extra)[0]}' does not apply to method "
+                              f"{method}; allowed keys for {method}: {', '.join(sorted(WHITEBOX_KEYS[method]))}")
+        if method != "fgsm" and "steps" not in attack:
+            raise ParamsError(f"{source}: 'whitebox.attacks.{name}.steps' is required for {method} "
+                              "(I-FGSM: 10, PGD-20: 20)")
 
 
 # --------------------------------------------------------------------------- typed stage configs
@@ -339,6 +363,68 @@ class AttackConfig:
         a = cfg["attacks"][name]
         return cls(**{k: v for k, v in a.items()}, batch_size=cfg["evaluation"]["batch_size"], seed=cfg["seed"],
                    threads=cfg["training"]["threads"])
+
+
+@dataclass(frozen=True)
+class WhiteboxAttack:
+    """One white-box attack with every value resolved; eps and stepsize on the 0-255 scale."""
+    name: str
+    method: str
+    eps: float
+    steps: int = 1
+    stepsize: float | None = None
+    random_start: bool = False
+
+    @classmethod
+    def from_params(cls, name: str, a: dict) -> "WhiteboxAttack":
+        method, eps = a["method"], float(a["eps"])
+        steps = int(a.get("steps", 1))
+        # defaults written out, so the command (and DVC's params) show the step actually used:
+        # I-FGSM eps/steps as in the paper, PGD 2.5*eps/steps as in Madry et al.
+        default_step = {"fgsm": None, "ifgsm": eps / steps, "pgd": 2.5 * eps / steps}[method]
+        stepsize = float(a["stepsize"]) if "stepsize" in a else default_step
+        return cls(name, method, eps, steps, stepsize, bool(a.get("random_start", method == "pgd")))
+
+    def spec(self) -> str:
+        """One CLI token: NAME:method=..,eps=..[,steps=..,stepsize=..,random_start=..]."""
+        items = {"method": self.method, "eps": repr(self.eps)}
+        if self.method != "fgsm":
+            items |= {"steps": str(self.steps), "stepsize": repr(self.stepsize)}
+        if self.method == "pgd":
+            items["random_start"] = str(self.random_start).lower()
+        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in items.items())
+
+    @classmethod
+    def parse(cls, spec: str) -> "WhiteboxAttack":
+        name, sep, rest = spec.partition(":")
+        try:
+            items = dict(item.split("=", 1) for item in rest.split(","))
+            return cls(name, items["method"], float(items["eps"]), int(items.get("steps", 1)),
+                       float(items["stepsize"]) if "stepsize" in items else None,
+                       items.get("random_start", "false") == "true")
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"white-box attack {spec!r} is not NAME:method=..,eps=..[,steps=..,stepsize=..,"
+                             f"random_start=true|false] ({err})") from None
+
+
+@dataclass(frozen=True)
+class WhiteboxConfig:
+    """The white-box evaluation of one model: attacks as ``WhiteboxAttack.spec`` tokens (table column order)."""
+    attacks: tuple[str, ...]
+    max_images: int = 0
+    batch_size: int = 256
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_params(cls, cfg: dict, columns: tuple[str, ...]) -> "WhiteboxConfig":
+        wb = cfg["whitebox"]
+        return cls(attacks=tuple(WhiteboxAttack.from_params(n, wb["attacks"][n]).spec() for n in columns),
+                   max_images=wb["max_images"], batch_size=cfg["evaluation"]["batch_size"], seed=cfg["seed"],
+                   threads=cfg["training"]["threads"])
+
+    def parsed(self) -> list[WhiteboxAttack]:
+        return [WhiteboxAttack.parse(s) for s in self.attacks]
 
 
 # --------------------------------------------------------------------------- dataclass <-> CLI

@@ -169,6 +169,7 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
 
     stages.update(combined_stages(plan, raw, root, tracked, track))
     stages.update(report_stages(plan, track, ready, tracked))
+    stages.update(whitebox_stages(plan, raw, tracked, track))
     return stages
 
 
@@ -208,6 +209,31 @@ def report_stages(plan: Plan, track: list[str], ready: list[str], tracked: list[
             _cmd("attack-figure", "--dataset", ds, "--test", test,
                  "--adversarial", *(f"{a}={p}" for a, p in zip(plan.attacks, adversarial)), "--out", out, *track),
             [*tracked, test, *adversarial, *code("figures.py", "data/prepare.py")], [], uncached=[out])
+    return stages
+
+
+def whitebox_stages(plan: Plan, raw: dict, tracked: list[str], track: list[str]) -> dict[str, dict]:
+    """workflow/rules/whitebox.smk's jobs: one per model of a white-box table, and its tables."""
+    if not plan.whitebox:
+        return {}
+    stages: dict[str, dict] = {}
+    args = to_cli_args(plan.whitebox_config())
+    for job in plan.whitebox_models():
+        test, out = f"data/prepared/{job.dataset}/test.pt", f"results/metrics/whitebox/{job.name}.json"
+        stages[stage_name("whitebox", job.name)] = _stage(
+            _cmd("whitebox", *args, "--model", f"models/{job.name}.pt", "--test", test, "--dataset", job.dataset,
+                 "--out", out, *track),
+            [*tracked, f"models/{job.name}.pt", test,
+             *code("whitebox.py", "attacks.py", "evaluate.py", "checkpoints.py", "models/denoising.py")],
+            [], params=_present(raw, ["seed", "whitebox.max_images", "whitebox.attacks", "evaluation.batch_size",
+                                 "training.threads"]),
+            metrics=[out])
+    for table in plan.whitebox_tables:
+        evals = [f"results/metrics/whitebox/{m.name}.json" for m in plan.tables[table]]
+        out = f"results/tables/whitebox_{table}.csv"
+        stages[stage_name("whitebox_table", table)] = _stage(
+            _cmd("tables", "--whitebox", "--evals", *evals, "--columns", "clean", *plan.whitebox, "--out", out, *track),
+            [*tracked, *evals, *code("tables.py")], [], params=_present(raw, [f"tables.{table}"]), uncached=[out])
     return stages
 
 

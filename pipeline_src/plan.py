@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, fmt_number
+from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, WhiteboxConfig, fmt_number
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Plan:
     attacks: tuple[str, ...]
     denoisers: dict = field(default_factory=dict)  # name -> combined.DenoiserJob (Table 4)
     combined: dict = field(default_factory=dict)  # combined table -> [combined.CombinedRow]
+    whitebox: tuple[str, ...] = ()  # white-box attack columns; empty when whitebox.enabled is false
+    whitebox_tables: tuple[str, ...] = ()  # tables with a white-box twin (whitebox.tables, default all)
 
     def surrogate(self, dataset: str) -> ModelJob:
         arch = self.cfg["surrogate"]["arch"]
@@ -69,6 +71,13 @@ class Plan:
 
         job = self.denoisers[name]
         return DenoiserConfig.from_params(self.cfg, job.kind, job.seed)
+
+    def whitebox_config(self) -> WhiteboxConfig:
+        return WhiteboxConfig.from_params(self.cfg, self.whitebox)
+
+    def whitebox_models(self) -> list[ModelJob]:
+        """The models of the white-box tables, each once, in table order."""
+        return list({m.name: m for t in self.whitebox_tables for m in self.tables[t]}.values())
 
 
 def build_plan(cfg: dict) -> Plan:
@@ -98,8 +107,11 @@ def build_plan(cfg: dict) -> Plan:
     for ds in datasets:
         job = ModelJob(surrogate_name(ds, s_arch, s_seed), ds, s_arch, 0.0, 0.0, s_seed, surrogate=True)
         models[job.name] = job
+    wb = cfg.get("whitebox", {})
     return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
-                denoisers=denoisers, combined=combined)
+                denoisers=denoisers, combined=combined,
+                whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else (),
+                whitebox_tables=tuple(wb.get("tables") or tables) if wb.get("enabled") else ())
 
 
 def training_seeds(cfg: dict) -> list[int]:
@@ -112,5 +124,5 @@ def attack_columns(attacks: dict) -> tuple[str, ...]:
 
     Derived from the settings rather than dict order, which config merging does not preserve.
     """
-    rank = {"fgsm": 0, "ifgsm": 1, "cw": 2}
+    rank = {"fgsm": 0, "ifgsm": 1, "pgd": 2, "cw": 3}
     return tuple(sorted(attacks, key=lambda a: (rank[attacks[a]["method"]], attacks[a].get("eps", 0), a)))

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pipeline_src.config import ParamsError
 
 # Rule kinds whose jobs call torch.set_num_threads(training.threads).
-TORCH_KINDS = frozenset({"train", "attack", "evaluate", "train_denoiser", "evaluate_denoised"})
+TORCH_KINDS = frozenset({"train", "attack", "evaluate", "train_denoiser", "evaluate_denoised",
+                         "whitebox"})
 FIELDS = ("mem_mb", "runtime", "gpu")
 
 

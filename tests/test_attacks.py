@@ -272,8 +272,8 @@ def test_run_attack_batches_match_direct_calls(cnn_batch):
 
 def test_run_attack_rejects_bad_arguments(cnn_batch):
     model, x, y = cnn_batch
-    with pytest.raises(ValueError, match="pgd"):
-        run_attack(model, x, y, "pgd", eps=0.1)
+    with pytest.raises(ValueError, match="deepfool"):
+        run_attack(model, x, y, "deepfool", eps=0.1)
     with pytest.raises(ValueError, match="eps"):
         run_attack(model, x, y, "fgsm")
     with pytest.raises(ValueError, match="eps"):

@@ -20,7 +20,8 @@ from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.resources import check_resources, job_resources
 
 RULES = ("prepare", "tracking_init", "train", "attack", "evaluate", "table", "train_denoiser", "evaluate_denoised",
-         "combined_table", "stats", "figures", "attack_figure")
+         "combined_table", "stats", "figures", "attack_figure",
+         "whitebox", "whitebox_table")
 
 
 def kind(rule: str) -> str:
@@ -74,7 +75,7 @@ def test_threads_follow_params(tmp_path):
         elif rule and (m := re.match(r"^\s+threads: (\d+)$", line)):
             threads.setdefault(rule, set()).add(m.group(1))
     assert threads == {"train": {"2"}, "attack": {"2"}, "evaluate": {"2"}, "train_denoiser": {"2"},
-                       "evaluate_denoised": {"2"}, "table": {"3"}}  # others: 1 (not printed)
+                       "evaluate_denoised": {"2"}, "whitebox": {"2"}, "table": {"3"}}  # others: 1 (not printed)
 
 
 def test_resources_entries_are_checked():

@@ -43,6 +43,7 @@ def expected_tracked_jobs(plan) -> int:
     (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
     jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
     jobs += len(plan.tables) + len(plan.datasets)  # report.smk: figures per table, attack figure per dataset
+    jobs += len(plan.whitebox_models()) + len(plan.whitebox_tables)  # beyond the paper: tests/test_whitebox.py
     return jobs + len(plan.denoisers) + sum(r.denoiser is not None for rows in plan.combined.values() for r in rows) \
         + len(plan.combined)
 
