@@ -4,12 +4,10 @@ beats transfer)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline_src.attacks import ifgsm, pgd, random_start, run_attack
 from pipeline_src.config import ParamsError, WhiteboxAttack, load_params, validate_params
