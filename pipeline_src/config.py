@@ -396,7 +396,7 @@ class WhiteboxAttack:
 
     @classmethod
     def parse(cls, spec: str) -> "WhiteboxAttack":
-        name, sep, rest = spec.partition(":")
+        name, _, rest = spec.partition(":")
         try:
             items = dict(item.split("=", 1) for item in rest.split(","))
             return cls(name, items["method"], float(items["eps"]), int(items.get("steps", 1)),

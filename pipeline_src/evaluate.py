@@ -59,13 +59,19 @@ def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: d
             raise ValueError(f"adversarial set {path} does not match the test set {test_path}: "
                              "re-run the attack stage for this dataset")
         sets[name] = adv["images"]
-    result: dict = {**{k: ckpt.config[k] for k in ("arch", "lambda_n", "lambda_a", "seed")},
-                    "n_test": len(test.labels), "accuracy": {}, "correct": {}, "correct_flags": {}}
+    return score(model, ckpt.config, sets, test.labels, batch_size)
+
+
+def score(model: torch.nn.Module, config: dict, sets: dict[str, torch.Tensor], labels: torch.Tensor,
+          batch_size: int = 256, what: str = "accuracy") -> dict:
+    """The evaluation record of ``model`` on uint8 image sets that share ``labels`` (see evaluate_model)."""
+    result: dict = {**{k: config[k] for k in ("arch", "lambda_n", "lambda_a", "seed")},
+                    "n_test": len(labels), "accuracy": {}, "correct": {}, "correct_flags": {}}
     for name, images in sets.items():
-        right = predict(model, images, batch_size) == test.labels
+        right = predict(model, images, batch_size) == labels
         correct = int(right.sum())
         result["correct_flags"][name] = encode_flags(right.tolist())
         result["correct"][name] = correct
-        result["accuracy"][name] = correct / len(test.labels)
-        log.info("%-14s accuracy %.4f", name, result["accuracy"][name])
+        result["accuracy"][name] = correct / len(labels)
+        log.info("%-14s %s %.4f", name, what, result["accuracy"][name])
     return result

@@ -4,7 +4,7 @@ The paper's attacks are black-box: crafted on an undefended surrogate and transf
 evaluated model is attacked through its own logits (``DenoisingClassifier.forward``) with FGSM,
 I-FGSM and PGD with a random start, which bounds what the denoising losses buy against an attacker
 who knows the model. Adversarial images are quantised to uint8 exactly like the transfer sets
-(``attacks.to_uint8``, as in ``adversarial.craft``) and scored by ``evaluate.predict``, so a
+(``attacks.to_uint8``, as in ``adversarial.craft``) and scored by ``evaluate.score``, so a
 white-box column and the transfer column of the same name are comparable.
 
 The record has the format of ``evaluate.evaluate_model`` (accuracy and correct counts per column)
@@ -22,7 +22,7 @@ from pipeline_src.attacks import run_attack, to_uint8
 from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.config import WhiteboxConfig
 from pipeline_src.data.prepare import load_split
-from pipeline_src.evaluate import predict
+from pipeline_src.evaluate import score
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def subset_indices(n: int, max_images: int, seed: int) -> torch.Tensor:
 
 def whitebox_model(cfg: WhiteboxConfig, model_path: str | Path, test_path: str | Path) -> dict:
     """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..},
-    'correct': {..}, 'attacks': {<attack>: settings and success rates}, 'test_indices': [..]}."""
+    'correct': {..}, 'correct_flags': {..}, 'attacks': {<attack>: settings and success rates}, 'test_indices': [..]}."""
     torch.set_num_threads(cfg.threads)
     ckpt = load_checkpoint(model_path)
     model = ckpt.model  # eval mode: batch norm uses its running statistics, as at test time
@@ -62,13 +62,7 @@ def whitebox_model(cfg: WhiteboxConfig, model_path: str | Path, test_path: str |
         x_adv, info = run_attack(model, x, labels, attack.method, batch_size=cfg.batch_size, progress=True, **kwargs)
         sets[attack.name] = to_uint8(x_adv)  # what is scored: the quantised images, as for transfer sets
         stats[attack.name] = info
-    result: dict = {**{k: ckpt.config[k] for k in ("arch", "lambda_n", "lambda_a", "seed")},
-                    "n_test": len(labels), "accuracy": {}, "correct": {}}
-    for name, adv in sets.items():
-        correct = int((predict(model, adv, cfg.batch_size) == labels).sum())
-        result["correct"][name] = correct
-        result["accuracy"][name] = correct / len(labels)
-        log.info("%-14s white-box accuracy %.4f", name, result["accuracy"][name])
+    result = score(model, ckpt.config, sets, labels, cfg.batch_size, what="white-box accuracy")
     result["attacks"] = stats
     result["test_indices"] = idx.tolist()
     return result

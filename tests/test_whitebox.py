@@ -4,12 +4,10 @@ beats transfer)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline_src.attacks import ifgsm, pgd, random_start, run_attack
 from pipeline_src.config import ParamsError, WhiteboxAttack, load_params, validate_params
@@ -109,8 +107,8 @@ def test_whitebox_settings_resolve_defaults_and_round_trip():
     plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
     assert plan.whitebox == ("fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "pgd20_eps4", "pgd20_eps8")
     assert [a.name for a in plan.whitebox_config().parsed()] == list(plan.whitebox)
-    assert plan.whitebox_tables == ("table1_skin4_resnet18",)  # configs/smoke.yaml keeps the smoke run short
-    assert plan.whitebox_models() == plan.tables["table1_skin4_resnet18"]
+    assert plan.whitebox_tables == ("table2_chest3_resnet18",)  # configs/smoke.yaml keeps the smoke run short
+    assert plan.whitebox_models() == plan.tables["table2_chest3_resnet18"]
     off = build_plan(validate_params(_params({"enabled": False})))
     assert off.whitebox == () and off.whitebox_models() == []
     default = build_plan(validate_params(load_params(REPO / "params.yaml")))

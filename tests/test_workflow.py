@@ -89,8 +89,6 @@ def test_changing_one_lambda_reruns_only_that_model_and_downstream(smoke_run, tm
                     ("table", "table=table1_skin4_resnet18"),
                     ("stats", "table=table1_skin4_resnet18"),
                     ("figures", "table=table1_skin4_resnet18"),
-                    ("whitebox", "model=skin4_resnet18_ln0.5_la0_s0"),
-                    ("whitebox_table", "table=table1_skin4_resnet18"),
                     ("all", "")}
 
 
