@@ -25,14 +25,18 @@ def test_paper_profile_dry_run_plans_every_table_offline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    # 8 + 4 + 4 table rows and one surrogate per dataset; 5 attacks per dataset
-    assert {k: int(counts[k]) for k in ("prepare", "train", "attack", "evaluate", "table")} == {
-        "prepare": 2, "train": 18, "attack": 10, "evaluate": 16, "table": 3}
-    for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16"):
+    # 8 + 4 + 4 table rows and one surrogate per dataset; 5 attacks per dataset; Table 4 reuses Table 1's
+    # classifiers (one Reformer, four HGD*); every evaluated model is also attacked white-box
+    kinds = ("prepare", "train", "attack", "evaluate", "table", "train_denoiser", "combined_table", "whitebox")
+    assert {k: int(counts.get(k, 0)) for k in kinds} == {
+        "prepare": 2, "train": 18, "attack": 10, "evaluate": 16, "table": 3, "train_denoiser": 5,
+        "combined_table": 1, "whitebox": 16}
+    for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16", "table4_skin4_combined"):
         assert f"results/tables/{table}.csv" in out
     assert "data/prepared/isic2018/train.pt" in out and "data/prepared/rsna/train.pt" in out
     assert "--source isic2018" in out and "--source rsna" in out and "--image_size 224" in out
     assert "--epochs 80" in out and "--steps 1000" in out and "--vgg_width 1.0" in out
+    assert "data/prepared/skin4" not in out and "data/prepared/chest3" not in out  # no synthetic data at all
     assert not (tmp_path / "data").exists()  # planning downloads nothing
 
 

@@ -105,12 +105,15 @@ def test_a_misspelt_rule_stops_the_workflow(tmp_path):
 # --------------------------------------------------------------------------- a real SLURM
 
 def tiny_params() -> dict:
-    """The smoke config cut down to one table of two rows and one attack, without tracking: 9 jobs."""
+    """The smoke config cut down to one table of two rows and one attack, without tracking, Table 4 or
+    white-box jobs: 12 jobs (9 up to the table, then its stats and figures and the attack figure)."""
     cfg = load_params(REPO / "params.yaml", SMOKE)
     cfg["tables"] = {"table2_chest3_resnet18": cfg["tables"]["table2_chest3_resnet18"]}
     cfg["datasets"] = {"chest3": cfg["datasets"]["chest3"]}
     cfg["attacks"] = {"fgsm_eps8": {"method": "fgsm", "eps": 8}}
     cfg["tracking"] = {"enabled": False}
+    cfg["combined_tables"] = {}
+    cfg["whitebox"] = {**cfg.get("whitebox", {}), "enabled": False, "tables": []}
     return cfg
 
 
@@ -182,7 +185,7 @@ def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow
     # every job went through sbatch: as many submissions as jobs, one SLURM log each
     stats = re.search(r"^total\s+(\d+)$", result.stderr, re.M)
     n_jobs = int(stats.group(1)) - 1  # rule all runs no command
-    assert n_jobs == 9
+    assert n_jobs == 12
     assert slurm.submitted_jobs() == n_jobs, slurm.logs()
     logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == n_jobs
