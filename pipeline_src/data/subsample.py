@@ -25,6 +25,17 @@ def _quotas(sizes: Sequence[int], total: int) -> list[int]:
     return quotas
 
 
+def _kept(labels: np.ndarray, cls: str, caps: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
+    """Indices of class ``cls``, randomly cut to ``caps[cls]`` if capped (rules 1 and 2); never empty."""
+    idx = np.flatnonzero(labels == cls)
+    if cls in caps and len(idx) > caps[cls]:
+        idx = np.sort(rng.choice(idx, size=caps[cls], replace=False))
+    if len(idx) == 0:
+        raise SubsampleError(f"class {cls!r} has no images after subsampling; "
+                             f"remove it from 'classes' or check the labels")
+    return idx
+
+
 def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping[str, int], *,
                     seed: int, test_fraction: float | None = None, train_count: int | None = None,
                     test_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -40,12 +51,7 @@ def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping
     labels_arr = np.asarray(labels, dtype=object)
     per_class: list[np.ndarray] = []
     for cls in classes:
-        idx = np.flatnonzero(labels_arr == cls)
-        if cls in caps and len(idx) > caps[cls]:
-            idx = np.sort(rng.choice(idx, size=caps[cls], replace=False))
-        if len(idx) == 0:
-            raise SubsampleError(f"class {cls!r} has no images after subsampling; "
-                                 f"remove it from 'classes' or check the labels")
+        idx = _kept(labels_arr, cls, caps, rng)
         per_class.append(rng.permutation(idx))
     sizes = [len(i) for i in per_class]
     if test_fraction is not None:
@@ -82,12 +88,7 @@ def grouped_split(labels: Sequence[str], groups: Sequence[str], classes: Sequenc
     labels_arr, groups_arr = np.asarray(labels, dtype=object), np.asarray(groups, dtype=object)
     train, test = [], []
     for cls in classes:
-        idx = np.flatnonzero(labels_arr == cls)
-        if cls in caps and len(idx) > caps[cls]:
-            idx = np.sort(rng.choice(idx, size=caps[cls], replace=False))
-        if len(idx) == 0:
-            raise SubsampleError(f"class {cls!r} has no images after subsampling; "
-                                 f"remove it from 'classes' or check the labels")
+        idx = _kept(labels_arr, cls, caps, rng)
         target = int(np.floor(len(idx) * test_fraction + 0.5))
         chosen: set = set()
         n_test = 0
