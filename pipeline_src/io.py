@@ -27,8 +27,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: given a path, torch.save names the archive's root folder after the file, here
+    # the random temporary name, and the same tensors would give different bytes (and DVC hashes) per run.
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | Path, mmap: bool = False) -> Any:

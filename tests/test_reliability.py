@@ -204,6 +204,17 @@ def test_attack_killed_mid_run_leaves_no_output(train_setup):
     assert leftovers == [], leftovers  # nothing Snakemake or DVC could take for a finished output
 
 
+# --- 4. determinism of every file, not only the tables ------------------------------------------------------
+
+def test_saved_tensors_are_byte_identical_whatever_the_temporary_name(tmp_path):
+    """Models, datasets and adversarial sets are DVC outputs: the same tensors must give the same bytes."""
+    blob = {"model": {"w": torch.arange(12.0).reshape(3, 4)}, "classes": ["a", "b"]}
+    save_torch(blob, tmp_path / "one.pt")
+    save_torch(blob, tmp_path / "two" / "other_name.pt")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two" / "other_name.pt").read_bytes()
+    assert torch.equal(load_torch(tmp_path / "one.pt")["model"]["w"], blob["model"]["w"])
+
+
 # --- 6. security ------------------------------------------------------------------------------------------------
 
 class _RunsCode:
