@@ -124,8 +124,10 @@ def test_same_params_give_byte_identical_tables_and_metrics(smoke_run, tmp_path)
     same bytes, and its MLflow store again holds every job's run once, with no database error."""
     result = run_snakemake(tmp_path, cores=SMOKE_CORES)
     assert result.returncode == 0, result.stderr[-4000:]
-    files = sorted(p.relative_to(smoke_run) for p in (smoke_run / "results").rglob("*") if p.is_file())
-    assert len(files) >= 6 + 7 + 10
+    # every output, not only the tables: models, prepared and adversarial sets are DVC outputs too
+    files = sorted(p.relative_to(smoke_run) for folder in ("results", "models", "data")
+                   for p in (smoke_run / folder).rglob("*") if p.is_file())
+    assert len(files) >= 6 + 7 + 10 and any(f.suffix == ".pt" for f in files)
     for rel in files:
         assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
 
