@@ -119,7 +119,7 @@ def dvc_repo(tmp_path_factory) -> Path:
     params["tables"] = {"table1_skin4_resnet18": {**table1, "rows": [table1["rows"][0], table1["rows"][-1]]}}  # NA, (1, 10)
     params["datasets"] = {"skin4": params["datasets"]["skin4"]}
     params["combined_tables"] = {}
-    params["whitebox"] = {**params.get("whitebox", {}), "enabled": False, "tables": []}
+    params["whitebox"] = {k: v for k, v in params.get("whitebox", {}).items() if k != "tables"} | {"enabled": False}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     dvc(repo, "init", "-q")
