@@ -15,7 +15,7 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """The smoke config through Snakemake, once per test session (about a minute on 2 cores)."""
+    """The smoke config through Snakemake, once per test session (about 3 minutes on 2 cores)."""
     workdir = tmp_path_factory.mktemp("smoke")
     # Credentials in the environment, as a user with Kaggle set up has them: test_reliability greps every
     # file of the run for the key.
