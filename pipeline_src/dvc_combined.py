@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline_src.combined import denoised_eval_path, denoiser_path, evaluation_jobs
-from pipeline_src.config import ParamsError, to_cli_args
+from pipeline_src.config import to_cli_args
 from pipeline_src.plan import Plan
 
 
 def combined_stages(plan: Plan, raw: dict, root: Path, tracked: list[str], track: list[str]) -> dict[str, dict]:
-    from pipeline_src.dvc_yaml import _cmd, _present, _stage, code, stage_name
+    from pipeline_src.dvc_yaml import _cmd, _present, _stage, code, paper_deps, stage_name
 
     cfg, stages = plan.cfg, {}
     for name, job in plan.denoisers.items():
@@ -44,10 +44,7 @@ def combined_stages(plan: Plan, raw: dict, root: Path, tracked: list[str], track
         # the bare classifier's row reads its plain evaluation (dvc_yaml's evaluate stage)
         evals = [denoised_eval_path(r.denoiser, r.model) if r.denoiser else f"results/metrics/eval/{r.model}.json"
                  for r in rows]
-        paper_file = cfg["combined_tables"][table].get("paper")
-        paper = [f"paper/{paper_file}"] if paper_file else []
-        if paper_file and not (root / "paper" / paper_file).is_file():
-            raise ParamsError(f"'combined_tables.{table}.paper' = {paper_file!r} is not a file in {root / 'paper'}")
+        paper = paper_deps(cfg, root, "combined_tables", table)
         out, vs_paper = f"results/tables/{table}.csv", f"results/tables/{table}_vs_paper.csv"
         stages[stage_name("table", table)] = _stage(
             _cmd("combined-table", "--evals", *evals, "--labels", *(r.label for r in rows), "--columns", "clean",

@@ -50,6 +50,14 @@ def _cmd(stage: str, *args: str) -> str:
     return shlex.join(["python", "-m", "pipeline_src", stage, *args])
 
 
+def paper_deps(cfg: dict, root: Path, section: str, table: str) -> list[str]:
+    """The published table a table stage compares with (``<section>.<table>.paper``), if any, as a dep."""
+    paper_file = cfg[section][table].get("paper")
+    if paper_file and not (root / "paper" / paper_file).is_file():
+        raise ParamsError(f"'{section}.{table}.paper' = {paper_file!r} is not a file in {root / 'paper'}")
+    return [f"paper/{paper_file}"] if paper_file else []
+
+
 def _present(raw: dict, keys: list[str]) -> list[str]:
     """Keys that exist in the parameter file (DVC refuses a params key the file lacks; such values
     come from the schema's defaults and are still in the command)."""
@@ -153,10 +161,7 @@ def build_stages(plan: Plan, raw: dict, root: Path = Path(".")) -> dict[str, dic
 
     for table, rows in plan.tables.items():
         evals = [f"results/metrics/eval/{m.name}.json" for m in rows]
-        paper_file = cfg["tables"][table].get("paper")
-        paper = [f"paper/{paper_file}"] if paper_file else []
-        if paper_file and not (root / "paper" / paper_file).is_file():
-            raise ParamsError(f"'tables.{table}.paper' = {paper_file!r} is not a file in {root / 'paper'}")
+        paper = paper_deps(cfg, root, "tables", table)
         out, vs_paper = f"results/tables/{table}.csv", f"results/tables/{table}_vs_paper.csv"
         stages[stage_name("table", table)] = _stage(
             _cmd("tables", "--evals", *evals, "--columns", "clean", *plan.attacks,

@@ -134,26 +134,23 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
                 x, y = normalise_u8(train_images[idx_d]), train_labels[idx_d]
                 with autocast(device):
                     losses = train_step(step_model, x, y, cfg, noise_generator)
-                optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                optimizer.step()
-                # accumulate on the device: no host sync per step, one .item() per epoch below
-                for key in sums:
-                    if key in losses:
-                        device_sums[key] = device_sums.get(key, 0) + losses[key].detach().float()
-                device_correct = device_correct + (losses["logits"].detach().argmax(1) == y).sum()
-                seen += len(y)
-                batches += 1
-                continue
-            x, y = train.float_images(idx), train.labels[idx]
-            losses = train_step(model, x, y, cfg, generator)
+            else:
+                x, y = train.float_images(idx), train.labels[idx]
+                losses = train_step(model, x, y, cfg, generator)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
-            for key in sums:
-                if key in losses:
-                    sums[key] += float(losses[key].detach())
-            correct += int((losses["logits"].detach().argmax(1) == y).sum())
+            right = (losses["logits"].detach().argmax(1) == y).sum()
+            if gpu:  # accumulate on the device: no host sync per step, one .item() per epoch below
+                for key in sums:
+                    if key in losses:
+                        device_sums[key] = device_sums.get(key, 0) + losses[key].detach().float()
+                device_correct = device_correct + right
+            else:
+                for key in sums:
+                    if key in losses:
+                        sums[key] += float(losses[key].detach())
+                correct += int(right)
             seen += len(y)
             batches += 1
         if gpu:
