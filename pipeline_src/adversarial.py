@@ -13,7 +13,7 @@ import torch
 from pipeline_src.attacks import run_attack, success_rate, to_uint8
 from pipeline_src.checkpoints import load_model
 from pipeline_src.config import AttackConfig
-from pipeline_src.data.prepare import load_split
+from pipeline_src.data.split import load_split
 from pipeline_src.device import compute_device, inference_model
 from pipeline_src.evaluate import accuracy
 from pipeline_src.io import save_torch

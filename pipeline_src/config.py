@@ -128,7 +128,7 @@ def validate_params(config: dict, source: str = "params.yaml") -> dict:
 
 
 def _check_semantics(cfg: dict, source: str) -> None:
-    from pipeline_src.data.synthetic import SYNTHETIC_CLASSES  # local: keeps `import config` light
+    from pipeline_src.data.classes import SYNTHETIC_CLASSES
 
     for name, ds in cfg["datasets"].items():
         where = f"datasets.{name}"
@@ -189,7 +189,7 @@ def _check_semantics(cfg: dict, source: str) -> None:
             seen.add(key)
     if cfg["training"]["threads"] < 1:
         raise ParamsError(f"{source}: 'training.threads' must be >= 1")
-    from pipeline_src.combined import check_combined  # Table 4's rows (local: combined imports config)
+    from pipeline_src.combined_plan import check_combined  # Table 4's rows (local: it imports config)
 
     check_combined(cfg, source)
     _check_whitebox(cfg, source)
@@ -198,7 +198,7 @@ def _check_semantics(cfg: dict, source: str) -> None:
 
 def _check_downloading_source(ds: dict, where: str, source: str) -> None:
     """Keys that belong to one source only, and the classes a downloading source can deliver."""
-    from pipeline_src.data.catalog import MEDMNIST_SIZES, source_classes
+    from pipeline_src.data.classes import MEDMNIST_SIZES, source_classes
 
     src = ds["source"]
     only = {"raw_dir": DOWNLOADING_SOURCES, "downloads": DOWNLOADING_SOURCES, "lesion_aware": ("isic2018",),
@@ -317,9 +317,9 @@ class TrainConfig:
     reconstruct: str
     decoder_stage: str
     decoder_activation: str
-    vgg_head: str
-    vgg_width: float
-    vgg_batch_norm: bool
+    vgg_head: str | None  # the vgg_* fields: None for other archs (their params do not touch them)
+    vgg_width: float | None
+    vgg_batch_norm: bool | None
     pretrained: bool
     threads: int
     compile: bool | None = None  # GPU only: torch.compile the forward passes (None = off; keeps CPU commands)
@@ -330,7 +330,7 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int) -> "TrainConfig":
-        t, m = cfg["training"], cfg["model"]
+        t, m, vgg = cfg["training"], cfg["model"], arch == "vgg16"
         return cls(arch=arch, lambda_n=float(lambda_n), lambda_a=float(lambda_a), seed=seed,
                    epochs=t["epochs"], batch_size=t["batch_size"], lr=float(t["lr"]), momentum=float(t["momentum"]),
                    weight_decay=float(t["weight_decay"]), lr_milestones=tuple(t["lr_milestones"]),
@@ -339,7 +339,8 @@ class TrainConfig:
                    neighbor_distance=t["neighbor_distance"], neighbor_detach_clean=t["neighbor_detach_clean"],
                    reconstruction_distance=t["reconstruction_distance"], reconstruct=t["reconstruct"],
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
-                   vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
+                   vgg_head=m["vgg_head"] if vgg else None, vgg_width=float(m["vgg_width"]) if vgg else None,
+                   vgg_batch_norm=m["vgg_batch_norm"] if vgg else None,
                    pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None)
 
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline_src.checkpoints import load_checkpoint
-from pipeline_src.combined import DenoiserConfig
-from pipeline_src.data.prepare import Split
+from pipeline_src.combined_plan import DenoiserConfig
+from pipeline_src.data.split import Split
 from pipeline_src.evaluate import evaluate_model
 from pipeline_src.io import load_torch, save_torch
 from pipeline_src.losses import uniform_noise

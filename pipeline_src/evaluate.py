@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from pipeline_src.checkpoints import load_checkpoint
-from pipeline_src.data.prepare import load_split
+from pipeline_src.data.split import load_split
 from pipeline_src.device import Bf16Inference, compute_device, inference_model, is_gpu, normalise_u8
 from pipeline_src.io import load_torch
 

@@ -233,13 +233,14 @@ def plot_attacks(clean_u8: torch.Tensor, labels: torch.Tensor, adversarial: dict
 
 def table_figures(table: str, stats_path: str | Path, vs_paper_path: str | Path, train_metrics: Sequence[str | Path],
                   attack_metrics: Sequence[str | Path], models: Sequence[str | Path], test_path: str | Path,
-                  prefix: str) -> dict[str, str]:
-    """Write every per-table figure; returns kind -> path."""
+                  paths: dict[str, str]) -> dict[str, str]:
+    """Write every per-table figure to ``paths`` (kind -> path; the kinds are TABLE_FIGURES); returns ``paths``."""
     from pipeline_src.checkpoints import load_checkpoint
-    from pipeline_src.data.prepare import load_split
+    from pipeline_src.data.split import load_split
 
     torch.set_num_threads(1)  # a few images through small models: threads cost more than they give
-    paths = figure_paths(prefix)
+    if set(paths) != set(TABLE_FIGURES):
+        raise ValueError(f"figures: give one path for each of {', '.join(TABLE_FIGURES)}, not {', '.join(paths)}")
     stats = _read_stats(stats_path)
     attacks = {}
     for p in attack_metrics:
@@ -273,7 +274,7 @@ def table_figures(table: str, stats_path: str | Path, vs_paper_path: str | Path,
 
 
 def attack_figure(dataset: str, test_path: str | Path, adversarial: dict[str, str | Path], out: str | Path) -> None:
-    from pipeline_src.data.prepare import load_split
+    from pipeline_src.data.split import load_split
     from pipeline_src.io import load_torch
 
     test = load_split(test_path)

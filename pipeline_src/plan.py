@@ -5,9 +5,11 @@ one lambda in a table row adds exactly one new model and leaves the others' file
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
-from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, WhiteboxConfig, fmt_number
+from pipeline_src.config import AttackConfig, DatasetSpec, ParamsError, TrainConfig, WhiteboxConfig, fmt_number
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,19 @@ class Plan:
     whitebox: tuple[str, ...] = ()  # white-box attack columns; empty when whitebox.enabled is false
     whitebox_tables: tuple[str, ...] = ()  # tables with a white-box twin (whitebox.tables, default all)
 
+    def model(self, name: str) -> ModelJob:
+        """The model called ``name``; one message naming the choices when the parameters have none."""
+        return _named(self.models, name, "model", "the tables' rows (or the surrogate)")
+
+    def dataset(self, name: str) -> str:
+        return _named({d: d for d in self.datasets}, name, "dataset", "'datasets' used by a table")
+
+    def table(self, name: str) -> list[ModelJob]:
+        return _named(self.tables, name, "table", "'tables'")
+
+    def attack(self, name: str) -> str:
+        return _named({a: a for a in self.attacks}, name, "attack", "'attacks'")
+
     def surrogate(self, dataset: str) -> ModelJob:
         arch = self.cfg["surrogate"]["arch"]
         return self.models[surrogate_name(dataset, arch, self.cfg["seed"] + self.cfg["surrogate"]["seed_offset"])]
@@ -67,7 +82,7 @@ class Plan:
         return AttackConfig.from_params(self.cfg, attack)
 
     def denoiser_config(self, name: str):
-        from pipeline_src.combined import DenoiserConfig
+        from pipeline_src.combined_plan import DenoiserConfig
 
         job = self.denoisers[name]
         return DenoiserConfig.from_params(self.cfg, job.kind, job.seed)
@@ -78,6 +93,24 @@ class Plan:
     def whitebox_models(self) -> list[ModelJob]:
         """The models of the white-box tables, each once, in table order."""
         return list({m.name: m for t in self.whitebox_tables for m in self.tables[t]}.values())
+
+
+def _named(items: dict, name: str, what: str, where: str):
+    if name not in items:
+        known = ", ".join(list(items)[:12]) + (" ..." if len(items) > 12 else "")
+        raise ParamsError(f"no {what} {name!r} in the parameters ({where}); known: {known or 'none'}")
+    return items[name]
+
+
+def structure_hash(plan: Plan) -> str:
+    """What decides the job graph's shape (names of datasets, models, attacks, tables, denoisers and their
+    rows), not its values: dvc.yaml records it, and a DVC stage refuses to run when params.yaml changed it."""
+    shape = {"datasets": list(plan.datasets), "models": sorted(plan.models), "attacks": list(plan.attacks),
+             "tables": {t: [m.name for m in rows] for t, rows in plan.tables.items()},
+             "denoisers": sorted(plan.denoisers),
+             "combined": {t: [[r.label, r.model, r.denoiser] for r in rows] for t, rows in plan.combined.items()},
+             "whitebox": [list(plan.whitebox), list(plan.whitebox_tables)]}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_plan(cfg: dict) -> Plan:
@@ -100,7 +133,7 @@ def build_plan(cfg: dict) -> Plan:
         tables[table_name] = rows
         if table["dataset"] not in datasets:
             datasets.append(table["dataset"])
-    from pipeline_src.combined import build_combined
+    from pipeline_src.combined_plan import build_combined
 
     denoisers, combined = build_combined(cfg, models, datasets, ModelJob, model_name)
     s_arch, s_seed = cfg["surrogate"]["arch"], seed + cfg["surrogate"]["seed_offset"]

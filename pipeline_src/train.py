@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_src.config import TrainConfig, config_hash
-from pipeline_src.data.prepare import Split
+from pipeline_src.data.split import Split
 from pipeline_src.device import autocast, compute_device, is_gpu, normalise_u8, place_model, setup_gpu
 from pipeline_src.evaluate import accuracy
 from pipeline_src.io import load_torch, save_torch
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 def model_spec(cfg: TrainConfig, train: Split) -> ModelSpec:
     return ModelSpec(arch=cfg.arch, num_classes=len(train.classes), in_channels=train.channels,
                      image_size=int(train.images.shape[-1]), decoder_stage=cfg.decoder_stage,
-                     decoder_activation=cfg.decoder_activation, vgg_head=cfg.vgg_head, vgg_width=cfg.vgg_width,
-                     vgg_batch_norm=cfg.vgg_batch_norm, pretrained=cfg.pretrained)
+                     decoder_activation=cfg.decoder_activation, pretrained=cfg.pretrained,
+                     **{k: v for k, v in (("vgg_head", cfg.vgg_head), ("vgg_width", cfg.vgg_width),
+                                          ("vgg_batch_norm", cfg.vgg_batch_norm)) if v is not None})
 
 
 def train_step(model: DenoisingClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,

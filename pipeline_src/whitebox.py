@@ -21,7 +21,7 @@ import torch
 from pipeline_src.attacks import run_attack, to_uint8
 from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.config import WhiteboxConfig
-from pipeline_src.data.prepare import load_split
+from pipeline_src.data.split import load_split
 from pipeline_src.evaluate import score
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import pipeline_src.denoisers as denoisers_mod
 import pipeline_src.evaluate as evaluate_mod
 from pipeline_src.checkpoints import load_checkpoint
-from pipeline_src.combined import DenoiserConfig, read_combined_csv
+from pipeline_src.combined import read_combined_csv
+from pipeline_src.combined_plan import DenoiserConfig
 from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.data.prepare import Split
 from pipeline_src.denoisers import add_noise, evaluate_denoised, hgd_loss, load_denoiser, train_denoiser

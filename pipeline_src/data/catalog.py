@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline_src.data.classes import (ISIC2018_CLASSES, MEDMNIST_CLASSES, MEDMNIST_SIZES, RSNA_CLASSES,  # noqa: F401
+                                      source_classes)
+
 
 @dataclass(frozen=True)
 class Remote:
@@ -24,10 +27,8 @@ ISIC2018 = {
     # HAM10000 lesion ids (columns image,lesion_id,...), only for the lesion-aware split
     "lesion_groupings": Remote(f"{ISIC_BASE}/ISIC2018_Task3_Training_LesionGroupings.csv", None),
 }
-ISIC2018_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 RSNA_COMPETITION = "rsna-pneumonia-detection-challenge"
-RSNA_CLASSES = ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal")
 
 _ZENODO = "https://zenodo.org/records/10519652/files"
 _MEDMNIST_MD5 = {
@@ -35,12 +36,6 @@ _MEDMNIST_MD5 = {
                    128: "2defd784463fa5243564e855ed717de1", 224: "8974907d8e169bef5f5b96bc506ae45d"},
     "pneumoniamnist": {28: "28209eda62fecd6e6a2d98b1501bb15f", 64: "8f4eceb4ccffa70c672198ea285246c6",
                        128: "05b46931834c231683c68f40c47b2971", 224: "d6a3c71de1b945ea11211b03746c1fe1"},
-}
-MEDMNIST_SIZES = (28, 64, 128, 224)
-# MedMNIST label index -> our class name. DermaMNIST is HAM10000 = ISIC 2018 task 3: the ISIC codes.
-MEDMNIST_CLASSES = {
-    "dermamnist": ("AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"),
-    "pneumoniamnist": ("Normal", "Pneumonia"),
 }
 
 
@@ -56,15 +51,6 @@ def medmnist_remote(variant: str, size: int) -> Remote:
         return Remote(f"{_ZENODO}/{variant}{suffix}.npz?download=1", f"md5:{_MEDMNIST_MD5[variant][size]}")
 
 
-def source_classes(source: str, variant: str | None = None) -> tuple[str, ...]:
-    """Class names a downloading source can deliver (for validating ``datasets.<name>.classes``)."""
-    if source == "isic2018":
-        return ISIC2018_CLASSES
-    if source == "rsna":
-        return RSNA_CLASSES
-    if source == "medmnist" and variant in MEDMNIST_CLASSES:
-        return MEDMNIST_CLASSES[variant]
-    return ()
 
 
 def remotes(defaults: dict[str, Remote], overrides: dict[str, dict] | None) -> dict[str, Remote]:

@@ -18,31 +18,13 @@ import torch
 from pipeline_src.config import DatasetSpec
 from pipeline_src.data.folder import load_folder
 from pipeline_src.data.raw import RawData
+from pipeline_src.data.split import Split, load_split  # noqa: F401  (re-exported)
 from pipeline_src.data.subsample import SubsampleError, grouped_split, subsample_split
-from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
+from pipeline_src.data.classes import SYNTHETIC_CLASSES
+from pipeline_src.data.synthetic import generate
 from pipeline_src.io import load_torch, save_torch, write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Split:
-    """One prepared split, as stored on disk."""
-    images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor  # int64 [N]
-    classes: list[str]
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    def float_images(self, idx: slice | torch.Tensor = slice(None)) -> torch.Tensor:
-        return self.images[idx].float().div_(255.0)
-
-
-def load_split(path: str | Path) -> Split:
-    data = load_torch(path, mmap=True)
-    return Split(images=data["images"], labels=data["labels"], classes=list(data["classes"]))
 
 
 def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:

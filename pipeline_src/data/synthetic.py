@@ -41,12 +41,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline_src.data.classes import SYNTHETIC_CLASSES
+
 log = logging.getLogger(__name__)
 
-SYNTHETIC_CLASSES: dict[str, tuple[str, ...]] = {
-    "synthetic-skin4": ("MEL", "NV", "BCC", "BKL"),
-    "synthetic-chest3": ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal"),
-}
 SYNTHETIC_CHANNELS: dict[str, int] = {"synthetic-skin4": 3, "synthetic-chest3": 1}
 
 MIN_IMAGE_SIZE = 16

@@ -3,17 +3,17 @@ rule attack:
     input:
         surrogate=lambda w: model_path(PLAN.surrogate(w.dataset).name),
         test=prepared("{dataset}", "test"),
-        code=code("attacks.py", "adversarial.py", "checkpoints.py", "models/denoising.py", "evaluate.py"),
-        tracking=tracking_ready(),
+        code=code("attack"),
     output:
         adversarial=adversarial_path("{dataset}", "{attack}"),
         metrics="results/metrics/attacks/{dataset}/{attack}.json",
     log:
         "logs/attack/{dataset}/{attack}.log",
     params:
-        args=lambda w: cli_args(PLAN.attack_config(w.attack)),
+        reads=lambda w: reads("attack", w.attack),
     threads: job_threads("attack")
     resources: **job_resources("attack")
     shell:
-        "{PYTHON} -m pipeline_src attack {params.args} --name {wildcards.attack} --surrogate {input.surrogate}"
-        " --test {input.test} --out {output.adversarial} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
+        stage_cmd("attack") + " --dataset {wildcards.dataset:q} --attack {wildcards.attack:q}"
+        " --surrogate {input.surrogate:q} --test {input.test:q} --out {output.adversarial:q}"
+        " --metrics {output.metrics:q} --log {log:q}"

@@ -1,15 +1,18 @@
 # Table 4: input denoisers (Reformer per dataset, HGD* per protected classifier) in front of Table 1's
-# classifiers, evaluated on the same transferred attacks (pipeline_src/combined.py, denoisers.py).
-from pipeline_src.combined import denoised_eval_path, denoiser_path, evaluation_jobs
+# classifiers, evaluated on the same transferred attacks (pipeline_src/combined*.py, denoisers.py).
+from pipeline_src.combined_plan import evaluation_jobs
 
 wildcard_constraints:
-    denoiser=_alternatives(PLAN.denoisers) or "(?!)",
-    ctable=_alternatives(PLAN.combined) or "(?!)",
+    denoiser=_alternatives(PLAN.denoisers),
+    ctable=_alternatives(PLAN.combined),
 
-for _name, _table in CFG["combined_tables"].items():
-    if "paper" in _table and not (REPO / "paper" / _table["paper"]).is_file():
-        raise WorkflowError(f"invalid parameters: 'combined_tables.{_name}.paper' = {_table['paper']!r} is not a "
-                            f"file in {REPO / 'paper'}; available: {', '.join(sorted(p.name for p in (REPO / 'paper').glob('*.csv')))}")
+
+def denoiser_path(name):
+    return f"models/denoisers/{name}.pt"
+
+
+def denoised_eval_path(denoiser, model):
+    return f"results/metrics/eval_denoised/{denoiser}/{model}.json"
 
 
 def protected_classifier(denoiser):
@@ -23,22 +26,21 @@ rule train_denoiser:
         train=lambda w: prepared(PLAN.denoisers[w.denoiser].dataset, "train"),
         test=lambda w: prepared(PLAN.denoisers[w.denoiser].dataset, "test"),
         classifier=lambda w: protected_classifier(w.denoiser),
-        code=code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py",
-                  "models/denoising.py", "checkpoints.py", "evaluate.py", "losses.py", "data/prepare.py"),
-        tracking=tracking_ready(),
+        code=code("train_denoiser"),
     output:
         model=denoiser_path("{denoiser}"),
         metrics="results/metrics/train_denoisers/{denoiser}.json",
     log:
         "logs/train_denoiser/{denoiser}.log",
     params:
-        args=lambda w: cli_args(PLAN.denoiser_config(w.denoiser)),
-        classifier=lambda w, input: f"--classifier {input.classifier[0]}" if input.classifier else "",
+        reads=lambda w: reads("train_denoiser", w.denoiser),
+        classifier=lambda w, input: ["--classifier", input.classifier[0]] if input.classifier else [],
     threads: job_threads("train_denoiser")
     resources: **job_resources("train_denoiser")
     shell:
-        "{PYTHON} -m pipeline_src train-denoiser {params.args} --train {input.train} --test {input.test}"
-        " {params.classifier} --out {output.model} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
+        stage_cmd("train_denoiser") + " --denoiser {wildcards.denoiser:q} --train {input.train:q}"
+        " --test {input.test:q} {params.classifier:q} --out {output.model:q} --metrics {output.metrics:q}"
+        " --log {log:q}"
 
 
 # One job per combined table evaluates all its (denoiser, classifier) pairs: one JSON each, in
@@ -53,23 +55,21 @@ for _table, _pairs in evaluation_jobs(PLAN.combined).items():
             models=[model_path(m) for _, m in _pairs],
             test=prepared(_dataset, "test"),
             adversarial=[adversarial_path(_dataset, a) for a in PLAN.attacks],
-            code=code("denoisers.py", "denoisers_cli.py", "combined.py", "models/input_denoisers.py", "evaluate.py",
-                      "checkpoints.py", "models/denoising.py"),
-            tracking=tracking_ready(),
+            code=code("evaluate_denoised"),
         output:
             [denoised_eval_path(d, m) for d, m in _pairs],
         log:
             f"logs/evaluate_denoised/{_table}.log",
         params:
-            adversarial=shlex.join(f"{a}={adversarial_path(_dataset, a)}" for a in PLAN.attacks),
-            dataset=_dataset,
-            batch_size=CFG["evaluation"]["batch_size"],
+            reads=reads("evaluate_denoised", _table),
+            table=_table,
+            adversarial=pairs(PLAN.attacks, [adversarial_path(_dataset, a) for a in PLAN.attacks]),
         threads: job_threads("evaluate_denoised")
         resources: **job_resources("evaluate_denoised")
         shell:
-            "{PYTHON} -m pipeline_src evaluate-denoised --denoisers {input.denoisers} --models {input.models}"
-            " --outs {output} --test {input.test} --dataset {params.dataset} --adversarial {params.adversarial}"
-            " --batch_size {params.batch_size} {TRACKING_ARG} 2> {log}"
+            stage_cmd("evaluate_denoised") + " --table {params.table:q} --denoisers {input.denoisers:q}"
+            " --models {input.models:q} --outs {output:q} --test {input.test:q}"
+            " --adversarial {params.adversarial:q} --log {log:q}"
 
 
 def combined_evals(table):
@@ -79,22 +79,18 @@ def combined_evals(table):
 rule combined_table:
     input:
         evals=lambda w: combined_evals(w.ctable),
-        paper=lambda w: [str(REPO / "paper" / CFG["combined_tables"][w.ctable]["paper"])]
-                        if "paper" in CFG["combined_tables"][w.ctable] else [],
-        code=code("combined.py", "denoisers_cli.py", "tables.py"),
-        tracking=tracking_ready(),
+        paper=lambda w: paper_file("combined_tables", w.ctable),
+        code=code("combined_table"),
     output:
         table="results/tables/{ctable}.csv",
         vs_paper="results/tables/{ctable}_vs_paper.csv",
     log:
         "logs/tables/{ctable}.log",
     params:
-        labels=lambda w: shlex.join(r.label for r in PLAN.combined[w.ctable]),
-        columns=shlex.join(["clean", *PLAN.attacks]),
-        paper=lambda w, input: f"--paper {input.paper[0]}" if input.paper else "",
+        reads=lambda w: reads("combined_table", w.ctable),
+        paper=lambda w, input: paper_arg(input),
     threads: job_threads("combined_table")
     resources: **job_resources("combined_table")
     shell:
-        "{PYTHON} -m pipeline_src combined-table --evals {input.evals} --labels {params.labels}"
-        " --columns {params.columns} {params.paper} --out {output.table} --vs_paper {output.vs_paper}"
-        " {TRACKING_ARG} 2> {log}"
+        stage_cmd("combined_table") + " --table {wildcards.ctable:q} --evals {input.evals:q} {params.paper:q}"
+        " --out {output.table:q} --vs_paper {output.vs_paper:q} --log {log:q}"

@@ -1,22 +1,34 @@
-# The paper's tables: one row per model, accuracy in percent, and a side-by-side with the paper.
+# The paper's tables: one row per model, accuracy in percent, a side-by-side with the paper, the flat
+# metrics `dvc metrics show` reads and the accuracy-vs-eps data `dvc plots show` draws.
+def paper_file(section, table):
+    entry = CFG[section][table]
+    return [repo_file(Path("paper") / entry["paper"])] if "paper" in entry else []
+
+
+def paper_arg(input):
+    return ["--paper", input.paper[0]] if input.paper else []
+
+
 rule table:
     input:
         evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],
-        paper=lambda w: [str(REPO / "paper" / CFG["tables"][w.table]["paper"])] if "paper" in CFG["tables"][w.table] else [],
-        code=code("tables.py"),
-        tracking=tracking_ready(),
+        paper=lambda w: paper_file("tables", w.table),
+        code=code("table"),
     output:
         table=report("results/tables/{table}.csv", caption=str(REPO / "workflow/report/table.rst"), category="Tables",
                      subcategory="{table}", labels={"table": "{table}", "content": "as in the paper"}),
-        vs_paper=report("results/tables/{table}_vs_paper.csv", caption=str(REPO / "workflow/report/vs_paper.rst"), category="Tables",
-                        subcategory="{table}", labels={"table": "{table}", "content": "ours vs the paper"}),
+        vs_paper=report("results/tables/{table}_vs_paper.csv", caption=str(REPO / "workflow/report/vs_paper.rst"),
+                        category="Tables", subcategory="{table}", labels={"table": "{table}", "content": "ours vs the paper"}),
+        metrics_table="results/metrics/tables/{table}.json",
+        plot_eps="results/plots/{table}_accuracy_vs_eps.csv",
     log:
         "logs/tables/{table}.log",
     params:
-        columns=shlex.join(["clean", *PLAN.attacks]),
-        paper=lambda w, input: f"--paper {input.paper[0]}" if input.paper else "",
+        reads=lambda w: reads("table", w.table),
+        paper=lambda w, input: paper_arg(input),
     threads: job_threads("table")
     resources: **job_resources("table")
     shell:
-        "{PYTHON} -m pipeline_src tables --evals {input.evals} --columns {params.columns} {params.paper}"
-        " --out {output.table} --vs_paper {output.vs_paper} {TRACKING_ARG} 2> {log}"
+        stage_cmd("table") + " --table {wildcards.table:q} --evals {input.evals:q} {params.paper:q}"
+        " --out {output.table:q} --vs_paper {output.vs_paper:q} --metrics {output.metrics_table:q}"
+        " --plot {output.plot_eps:q} --log {log:q}"

@@ -1,41 +1,59 @@
-# MLflow tracking (pipeline_src/tracking.py, docs/tracking.md). One step creates the database and
-# every experiment before any parallel job, so no job meets a schema migration or an
-# experiment-creation race; a store that cannot be reached stops the workflow before any job runs.
-from pipeline_src import tracking
+# MLflow tracking (pipeline_src/tracking.py, docs/tracking.md). Jobs never talk to the store: each writes a
+# record into .tracking/spool/ of the run's directory, and one background flusher, started when the
+# workflow starts and stopped when it ends, logs them as runs, children of one parent run per invocation.
+# A store that cannot be reached stops the workflow before any job runs.
+import datetime as _dt
+import subprocess as _subprocess
+
+from pipeline_src import tracking as _tracking
 
 TRACKING = CFG["tracking"]["enabled"]
-TRACKING_URI = tracking.tracking_uri() if TRACKING else ""
-# A flag in the shell command, not a rule param: switching tracking on or off must not make
-# finished results out of date.
-TRACKING_ARG = "--tracking" if TRACKING else ""
-TRACKING_MARKER = "results/metrics/tracking_init.json"
+os.environ[_tracking.ROOT_ENV] = str(ROOT)  # the default store: <where Snakemake started>/mlflow.db
 
 if TRACKING:
     try:
-        tracking.check_reachable(TRACKING_URI)  # a socket or a folder: no mlflow import at DAG time
-    except tracking.TrackingError as err:
+        _tracking.check_reachable(_tracking.tracking_uri())  # a socket or a folder: no mlflow import here
+    except _tracking.TrackingError as err:
         raise WorkflowError(str(err)) from None
 
-
-def tracking_ready():
-    """Input of every tracked job: it orders them after tracking_init. ancient(): re-initialising the
-    store (a new MLFLOW_TRACKING_URI, edited code) never makes trained models out of date."""
-    return ancient(TRACKING_MARKER)
+_FLUSHER = {}
 
 
-rule tracking_init:
-    input:
-        code=code("tracking.py"),
-    output:
-        TRACKING_MARKER,
-    log:
-        "logs/tracking_init.log",
-    params:
-        experiments=shlex.join(PLAN.datasets),
-        disabled="" if TRACKING else "--disabled",
-        uri=TRACKING_URI,  # a different store is initialised again
-    threads: job_threads("tracking_init")
-    resources: **job_resources("tracking_init")
-    shell:
-        "{PYTHON} -m pipeline_src tracking-init --experiments {params.experiments} {params.disabled}"
-        " --out {output} 2> {log}"
+onstart:
+    if TRACKING:
+        invocation = f"{RUN}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+        os.environ[_tracking.INVOCATION_ENV] = invocation
+        os.environ[_tracking.DEFERRED_ENV] = "1"  # jobs leave their records to the flusher
+        spool = Path.cwd() / _tracking.SPOOL
+        spool.mkdir(parents=True, exist_ok=True)
+        stop = spool.parent / f"stop-{invocation}"
+        Path("logs").mkdir(exist_ok=True)
+        log_file = open(Path("logs") / "tracking_flush.log", "a")
+        _FLUSHER.update(stop=stop, log=log_file, process=_subprocess.Popen(
+            [sys.executable, "-m", "pipeline_src", "tracking", "flush", "--watch", "--stop", str(stop),
+             "--parent-pid", str(os.getpid())], stdout=log_file, stderr=_subprocess.STDOUT))
+
+
+def _stop_flusher(status):
+    process = _FLUSHER.get("process")
+    if process is None:
+        return
+    _FLUSHER["stop"].write_text(status)
+    try:
+        code = process.wait(timeout=600)
+    except _subprocess.TimeoutExpired:
+        process.kill()
+        code = -1
+    _FLUSHER["stop"].unlink(missing_ok=True)
+    _FLUSHER["log"].close()
+    if code:
+        print(f"MLflow: the tracking flusher failed (logs/tracking_flush.log); the runs wait in "
+              f"{_tracking.SPOOL}/: `python -m pipeline_src tracking flush` logs them", file=sys.stderr)
+
+
+onsuccess:
+    _stop_flusher("FINISHED")
+
+
+onerror:
+    _stop_flusher("FAILED")

@@ -3,18 +3,17 @@ rule train:
     input:
         train=lambda w: prepared(PLAN.models[w.model].dataset, "train"),
         test=lambda w: prepared(PLAN.models[w.model].dataset, "test"),
-        code=code("train.py", "losses.py", "models/denoising.py", "evaluate.py", "checkpoints.py",
-                  "data/prepare.py"),
-        tracking=tracking_ready(),
+        code=code("train"),
     output:
         model=model_path("{model}"),
         metrics="results/metrics/train/{model}.json",
+        plot_curve="results/plots/train/{model}.csv",
     log:
         "logs/train/{model}.log",
     params:
-        args=lambda w: cli_args(PLAN.train_config(w.model)),
+        reads=lambda w: reads("train", w.model),
     threads: job_threads("train")
     resources: **job_resources("train")
     shell:
-        "{PYTHON} -m pipeline_src train {params.args} --train {input.train} --test {input.test}"
-        " --out {output.model} --metrics {output.metrics} {TRACKING_ARG} 2> {log}"
+        stage_cmd("train") + " --model {wildcards.model:q} --train {input.train:q} --test {input.test:q}"
+        " --out {output.model:q} --metrics {output.metrics:q} --curve {output.plot_curve:q} --log {log:q}"

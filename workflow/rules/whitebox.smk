@@ -10,37 +10,34 @@ def whitebox_tables():
 
 rule whitebox:
     input:
-        model=model_path("{model}"),
+        weights=model_path("{model}"),
         test=lambda w: prepared(PLAN.models[w.model].dataset, "test"),
-        code=code("whitebox.py", "attacks.py", "evaluate.py", "checkpoints.py", "models/denoising.py"),
-        tracking=tracking_ready(),
+        code=code("whitebox"),
     output:
         whitebox_path("{model}"),
     log:
         "logs/whitebox/{model}.log",
     params:
-        args=lambda w: cli_args(PLAN.whitebox_config()),
-        dataset=lambda w: PLAN.models[w.model].dataset,
+        reads=lambda w: reads("whitebox", w.model),
     threads: job_threads("whitebox")
     resources: **job_resources("whitebox")
     shell:
-        "{PYTHON} -m pipeline_src whitebox {params.args} --model {input.model} --test {input.test}"
-        " --dataset {params.dataset} --out {output} {TRACKING_ARG} 2> {log}"
+        stage_cmd("whitebox") + " --model {wildcards.model:q} --weights {input.weights:q} --test {input.test:q}"
+        " --out {output:q} --log {log:q}"
 
 
 rule whitebox_table:
     input:
         evals=lambda w: [whitebox_path(m.name) for m in PLAN.tables[w.table]],
-        code=code("tables.py"),
-        tracking=tracking_ready(),
+        code=code("whitebox_table"),
     output:
         "results/tables/whitebox_{table}.csv",
     log:
         "logs/tables/whitebox_{table}.log",
     params:
-        columns=shlex.join(["clean", *PLAN.whitebox]),
+        reads=lambda w: reads("whitebox_table", w.table),
     threads: job_threads("whitebox_table")
     resources: **job_resources("whitebox_table")
     shell:
-        "{PYTHON} -m pipeline_src tables --whitebox --evals {input.evals} --columns {params.columns}"
-        " --out {output} {TRACKING_ARG} 2> {log}"
+        stage_cmd("whitebox_table") + " --table {wildcards.table:q} --evals {input.evals:q} --out {output:q}"
+        " --log {log:q}"
