@@ -8,7 +8,7 @@ CORES  ?= all
 # The venv's tools come first on PATH so every Snakemake job runs the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test install clean dry-run report
+.PHONY: run test test-fast install clean dry-run report dvc-yaml
 
 install: $(STAMP)
 
@@ -34,5 +34,15 @@ dry-run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The edit-test loop: unit tests and the smoke workflow, without the SLURM cluster, the browser, the
+# determinism re-run and the DVC/named-run end-to-end runs (`heavy`), which `make test` keeps.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not heavy"
+
+# dvc.yaml after a change of tables, rows, seeds, datasets or attacks (never needed for a value change)
+dvc-yaml: $(STAMP)
+	$(BIN)/python -m pipeline_src dvc-yaml
+
 clean:
-	rm -rf data/prepared data/adversarial models logs results/metrics .snakemake
+	rm -rf data/prepared data/adversarial models logs .snakemake .tracking runs
+	find results/metrics -mindepth 1 -maxdepth 1 ! -name tables -exec rm -rf {} +

@@ -63,7 +63,7 @@ def stage_name(job: Job) -> str:
 
 def _relative(path: str, root: Path) -> str:
     p = Path(path)
-    return p.relative_to(root).as_posix() if p.is_absolute() and p.is_relative_to(root) else path
+    return p.relative_to(root).as_posix() if p.is_absolute() and p.is_relative_to(root) else str(path)
 
 
 def snakemake_jobs(root: Path = REPO, snakefile: Path | None = None) -> list[Job]:
@@ -84,7 +84,9 @@ def snakemake_jobs(root: Path = REPO, snakefile: Path | None = None) -> list[Job
             workflow = wf_api._workflow
             workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
             workflow._build_dag()
-            jobs = [job for job in workflow.dag.toposorted() for job in job]
+            # in dependency order, each level sorted: the same params give the same dvc.yaml
+            jobs = [job for level in workflow.dag.toposorted()
+                    for job in sorted(level, key=lambda j: (j.rule.name, sorted(j.wildcards_dict.items())))]
             out = []
             for job in jobs:
                 if not job.rule.shellcmd:
@@ -124,7 +126,7 @@ def render(root: Path = REPO) -> str:
 
     plan = build_plan(validate_params(load_params(root / "params.yaml"), source=str(root / "params.yaml")))
     stages: dict[str, dict] = {}
-    plots: list[dict] = []
+    plots: dict[str, dict] = {}
     for job in snakemake_jobs(root):
         stage: dict[str, Any] = {"cmd": job.cmd, "deps": job.inputs}
         if job.params:
@@ -136,7 +138,9 @@ def render(root: Path = REPO) -> str:
                     metrics.append({f: {"cache": False}})
                 elif name.startswith("plot_"):
                     stage_plots.append({f: {"cache": False}})
-                    plots.append({f: PLOTS[name] | ({} if "y" in PLOTS[name] else {"y": _eps_columns(plan, job)})})
+                    plot_id = str(Path(f).parent) if name == "plot_curve" else f  # one plot for every curve
+                    props = dict(PLOTS[name]) | ({} if "y" in PLOTS[name] else {"y": _eps_columns(plan, job)})
+                    plots[plot_id] = props
                 else:
                     outs.append(f)
         if outs:
@@ -149,8 +153,14 @@ def render(root: Path = REPO) -> str:
         if name in stages:
             raise RuntimeError(f"two jobs map to the DVC stage {name}")
         stages[name] = stage
-    text = yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, width=float("inf"), allow_unicode=True)
+    document = {"stages": stages, "plots": [{k: v} for k, v in plots.items()]}
+    text = yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=float("inf"), allow_unicode=True)
     return HEADER + STRUCTURE_PREFIX + structure_hash(plan) + "\n" + text
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _eps_columns(plan, job: Job) -> list[str]:

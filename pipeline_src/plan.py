@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from pipeline_src.config import AttackConfig, DatasetSpec, ParamsError, TrainConfig, WhiteboxConfig, fmt_number
+from pipeline_src.config import ParamsError, fmt_number
 
 
 @dataclass(frozen=True)
@@ -70,25 +70,6 @@ class Plan:
     def evaluated_models(self, dataset: str | None = None) -> list[ModelJob]:
         return [m for m in self.models.values()
                 if not m.surrogate and m.evaluated and (dataset is None or m.dataset == dataset)]
-
-    def train_config(self, name: str) -> TrainConfig:
-        job = self.models[name]
-        return TrainConfig.from_params(self.cfg, job.arch, job.lambda_n, job.lambda_a, job.seed)
-
-    def dataset_spec(self, dataset: str) -> DatasetSpec:
-        return DatasetSpec.from_params(self.cfg["datasets"][dataset], self.cfg["seed"])
-
-    def attack_config(self, attack: str) -> AttackConfig:
-        return AttackConfig.from_params(self.cfg, attack)
-
-    def denoiser_config(self, name: str):
-        from pipeline_src.combined_plan import DenoiserConfig
-
-        job = self.denoisers[name]
-        return DenoiserConfig.from_params(self.cfg, job.kind, job.seed)
-
-    def whitebox_config(self) -> WhiteboxConfig:
-        return WhiteboxConfig.from_params(self.cfg, self.whitebox)
 
     def whitebox_models(self) -> list[ModelJob]:
         """The models of the white-box tables, each once, in table order."""

@@ -39,7 +39,7 @@ def summary(root: Path = Path(".")) -> str:
              "<table>_vs_paper.csv, <table>_stats.csv with 95% CIs and McNemar tests)",
              f"figures: {figures}/  ({_count(figures, '*.png')} PNGs)",
              f"report:  {report}" + ("" if report.is_file() else "  (not built: snakemake --report results/report.html)")]
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.DEFAULT_URI
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve() / tracking.DEFAULT_DB}"
     db = tracking.sqlite_path(uri)
     if db is not None and not db.is_absolute():
         db = root / db

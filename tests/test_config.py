@@ -3,8 +3,7 @@ import copy
 
 import pytest
 
-from pipeline_src.config import (ParamsError, add_dataclass_arguments, from_namespace, load_params, to_cli_args,
-                                 validate_params)
+from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.plan import build_plan
 
 
@@ -57,17 +56,3 @@ def test_plan_derives_models_from_tables(params):
     assert len(plan.models) == 8 + 4 + 4 + 2
     assert plan.surrogate("skin4").name == "skin4_surrogate_resnet18_s1000"
     assert "skin4_resnet18_ln0.1_la0_s0" in plan.models
-
-
-@pytest.mark.parametrize("make", [
-    lambda plan: plan.train_config("skin4_resnet18_ln1_la10_s0"),
-    lambda plan: plan.dataset_spec("chest3"),
-    lambda plan: plan.attack_config("cw"),
-])
-def test_cli_arguments_round_trip(params, make):
-    import argparse
-
-    obj = make(build_plan(validate_params(params)))
-    parser = argparse.ArgumentParser()
-    add_dataclass_arguments(parser, type(obj))
-    assert from_namespace(type(obj), parser.parse_args(to_cli_args(obj))) == obj

@@ -225,9 +225,9 @@ def test_smoke_table4_has_the_papers_rows_and_columns_plus_clean(smoke_run):
 def test_smoke_denoiser_trainings_and_evaluations_are_tracked(smoke_run):
     from mlflow.tracking import MlflowClient
 
-    plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
+    plan = build_plan(validate_params(load_params(smoke_run / "params.yaml")))
     client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("skin4").experiment_id
+    exp = client.get_experiment_by_name("xue2019-denoising-cnn/default").experiment_id
     trained = {r.data.tags["model"]: r for r in client.search_runs([exp], "tags.stage = 'train_denoiser'")}
     assert set(trained) == set(plan.denoisers)
     classifiers = {r.data.tags["model"]: r.info.run_id for r in client.search_runs([exp], "tags.stage = 'train'")}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from workflow_helpers import REPO, hermetic_env
 
@@ -34,13 +35,20 @@ def test_paper_profile_dry_run_plans_every_table_offline(tmp_path):
     for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16", "table4_skin4_combined"):
         assert f"results/tables/{table}.csv" in out
     assert "data/prepared/isic2018/train.pt" in out and "data/prepared/rsna/train.pt" in out
-    assert "--source isic2018" in out and "--source rsna" in out and "--image_size 224" in out
-    assert "--epochs 80" in out and "--steps 1000" in out and "--vgg_width 1.0" in out
+    assert "--dataset isic2018" in out and "--dataset rsna" in out  # jobs are named, values are read by name
+    # ... from the run's parameters, which the Snakefile wrote beside its outputs (paths made absolute)
+    run = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert run["run"] == "paper" and run["training"]["epochs"] == 80 and run["attacks"]["cw"]["steps"] == 1000
+    used = [run["datasets"][name] for name in ("isic2018", "rsna")]
+    assert [d["source"] for d in used] == ["isic2018", "rsna"]
+    assert {d["image_size"] for d in used} == {224} and run["model"]["vgg_width"] == 1.0
+    assert all(Path(d["raw_dir"]).is_absolute() for d in used)  # one download cache for every run
     assert "data/prepared/skin4" not in out and "data/prepared/chest3" not in out  # no synthetic data at all
     assert not (tmp_path / "data").exists()  # planning downloads nothing
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.skipif(not SHARED_RSNA.is_dir(), reason=f"real RSNA subset not present at {SHARED_RSNA}")
 def test_rsna_subset_table2_through_the_folder_source(tmp_path):
     overlay = tmp_path / "abs_path.yaml"

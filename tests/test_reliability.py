@@ -5,7 +5,6 @@ whole workflow are in test_workflow.py / test_tracking.py (they reuse the sessio
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import pickle
@@ -22,7 +21,7 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline_src.config import AttackConfig, DatasetSpec, TrainConfig, load_params, to_cli_args, validate_params
+from pipeline_src.config import DatasetSpec, load_params
 from pipeline_src.data.folder import FolderError
 from pipeline_src.data.prepare import prepare
 from pipeline_src.data.subsample import SubsampleError
@@ -139,23 +138,32 @@ def _tiny_split(n: int, seed: int) -> dict:
     return {"images": images, "labels": labels, "classes": ["a", "b"]}
 
 
+MODEL = "chest3_resnet18_ln1_la10_s0"  # a row of params.yaml's Table 2
+
+
 @pytest.fixture(scope="module")
 def train_setup(tmp_path_factory) -> dict:
+    """A run directory with a tiny two-class split and params.yaml (3 epochs, batch 32, a long C&W), as the
+    jobs of a real run see it: they read their own keys from params.yaml in their working directory."""
     root = tmp_path_factory.mktemp("interrupt")
     save_torch(_tiny_split(96, 0), root / "train.pt")
     save_torch(_tiny_split(32, 1), root / "test.pt")
-    params = validate_params(load_params(REPO / "params.yaml"))
-    cfg = dataclasses.replace(TrainConfig.from_params(params, "resnet18", 1.0, 10.0, 0), epochs=3, batch_size=32)
-    setup = {"root": root, "cfg": cfg}
-    reference = _train_cmd(setup, "reference")
-    subprocess.run(reference, check=True, capture_output=True, text=True, timeout=300)
+    params = load_params(REPO / "params.yaml")
+    params["training"].update(epochs=3, batch_size=32)
+    params["attacks"]["cw"] = {"method": "cw", "binary_search_steps": 5, "steps": 2000, "stepsize": 0.01,
+                               "confidence": 0, "initial_const": 0.001, "abort_early": False}
+    params["tracking"]["enabled"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    setup = {"root": root}
+    subprocess.run(_train_cmd(setup, "reference"), check=True, capture_output=True, text=True, timeout=300, cwd=root)
     return setup
 
 
 def _train_cmd(setup: dict, name: str) -> list[str]:
     root = setup["root"]
-    return [sys.executable, "-m", "pipeline_src", "train", *to_cli_args(setup["cfg"]), "--train", str(root / "train.pt"),
-            "--test", str(root / "test.pt"), "--out", str(root / f"{name}.pt"), "--metrics", str(root / f"{name}.json")]
+    return [sys.executable, "-m", "pipeline_src.stages.train", "--model", MODEL, "--train", str(root / "train.pt"),
+            "--test", str(root / "test.pt"), "--out", str(root / f"{name}.pt"), "--metrics", str(root / f"{name}.json"),
+            "--curve", str(root / f"{name}.csv")]
 
 
 def _kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 120) -> None:
@@ -173,11 +181,12 @@ def _kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 120) ->
 def test_training_killed_mid_run_resumes_to_identical_weights(train_setup, sig):
     root, name = train_setup["root"], f"killed_{sig.name}"
     out, ckpt = root / f"{name}.pt", root / f"{name}.pt.ckpt"
-    proc = subprocess.Popen(_train_cmd(train_setup, name), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_train_cmd(train_setup, name), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=root)
     _kill_when(proc, ckpt.exists, sig)  # killed during epoch 2, right after epoch 1's checkpoint
     assert ckpt.exists() and not out.exists() and not (root / f"{name}.json").exists()
 
-    resumed = subprocess.run(_train_cmd(train_setup, name), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_train_cmd(train_setup, name), capture_output=True, text=True, timeout=300, cwd=root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert re.search(rf"resuming .*{name}\.pt after epoch [12]\b", resumed.stderr)
     full, again = load_torch(root / "reference.pt"), load_torch(out)
@@ -191,13 +200,11 @@ def test_training_killed_mid_run_resumes_to_identical_weights(train_setup, sig):
 
 def test_attack_killed_mid_run_leaves_no_output(train_setup):
     root = train_setup["root"]
-    cfg = AttackConfig(method="cw", binary_search_steps=5, steps=2000, stepsize=0.01, confidence=0.0,
-                       initial_const=0.001, abort_early=False, seed=0)
     out = root / "cw.pt"
-    cmd = [sys.executable, "-m", "pipeline_src", "attack", *to_cli_args(cfg), "--name", "cw",
+    cmd = [sys.executable, "-m", "pipeline_src.stages.attack", "--dataset", "chest3", "--attack", "cw",
            "--surrogate", str(root / "reference.pt"), "--test", str(root / "test.pt"), "--out", str(out),
            "--metrics", str(root / "cw.json")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
     started = time.monotonic()
     _kill_when(proc, lambda: time.monotonic() - started > 4.0, signal.SIGKILL)  # well inside 5 x 2000 C&W steps
     leftovers = sorted(p.name for p in root.iterdir() if p.name.startswith(("cw", ".cw")))
@@ -249,9 +256,11 @@ def test_mlflow_ui_instructions_bind_localhost():
 
 def test_credentials_in_the_environment_never_reach_logs_or_mlflow(smoke_run):
     """The smoke run had KAGGLE_USERNAME / KAGGLE_KEY set (conftest): grep every file it wrote."""
-    hits = []
+    from workflow_helpers import tracked_files
+
+    hits, sources = [], set(tracked_files())  # the clone's own code and tests are not what the run wrote
     for path in smoke_run.rglob("*"):
-        if path.is_file() and FAKE_KAGGLE_KEY.encode() in path.read_bytes():
+        if path.is_file() and str(path.relative_to(smoke_run)) not in sources and FAKE_KAGGLE_KEY.encode() in path.read_bytes():
             hits.append(str(path.relative_to(smoke_run)))
     assert (smoke_run / "mlflow.db").is_file() and (smoke_run / "logs").is_dir()
     assert hits == []

@@ -57,11 +57,10 @@ def test_every_figure_is_a_png_and_logged_to_mlflow(smoke_run):
         assert width >= 300 and height >= 100, name
     client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
     logged, stats = set(), set()
-    for ds in PLAN.datasets:
-        exp = client.get_experiment_by_name(ds)
-        for run in client.search_runs([exp.experiment_id], "tags.stage = 'figures'"):
-            logged |= {a.path.removeprefix("figures/") for a in client.list_artifacts(run.info.run_id, "figures")}
-            stats |= {a.path.removeprefix("tables/") for a in client.list_artifacts(run.info.run_id, "tables")}
+    exp = client.get_experiment_by_name("xue2019-denoising-cnn/default")
+    for run in client.search_runs([exp.experiment_id], "tags.stage = 'figures'"):
+        logged |= {a.path.removeprefix("figures/") for a in client.list_artifacts(run.info.run_id, "figures")}
+        stats |= {a.path.removeprefix("tables/") for a in client.list_artifacts(run.info.run_id, "tables")}
     assert logged == set(FIGURES)
     assert stats == {f"{t}_stats.csv" for t in PLAN.tables}
 
@@ -69,8 +68,7 @@ def test_every_figure_is_a_png_and_logged_to_mlflow(smoke_run):
 @pytest.mark.slow
 def test_snakemake_report_holds_the_tables_figures_and_captions(smoke_run, tmp_path):
     out = tmp_path / "report.html"  # not in the smoke run's results/, which another test compares byte by byte
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(smoke_run),
-                             "--configfile", str(SMOKE), "--report", str(out)],
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--report", str(out)], cwd=smoke_run,
                             capture_output=True, text=True, timeout=300, env=hermetic_env())
     assert result.returncode == 0, result.stderr[-3000:]
     html = out.read_text()

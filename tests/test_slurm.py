@@ -19,7 +19,7 @@ from workflow_helpers import REPO, SMOKE, hermetic_env, run_snakemake
 from pipeline_src.config import ParamsError, load_params, validate_params
 from pipeline_src.resources import check_resources, job_resources
 
-RULES = ("prepare", "tracking_init", "train", "attack", "evaluate", "table", "train_denoiser", "evaluate_denoised",
+RULES = ("prepare", "train", "attack", "evaluate", "table", "train_denoiser", "evaluate_denoised",
          "combined_table", "stats", "figures", "attack_figure",
          "whitebox", "whitebox_table")
 
@@ -106,7 +106,7 @@ def test_a_misspelt_rule_stops_the_workflow(tmp_path):
 
 def tiny_params() -> dict:
     """The smoke config cut down to one table of two rows and one attack, without tracking, Table 4 or
-    white-box jobs: 12 jobs (9 up to the table, then its stats and figures and the attack figure)."""
+    white-box jobs: 11 jobs (8 up to the table, then its stats and figures and the attack figure)."""
     cfg = load_params(REPO / "params.yaml", SMOKE)
     cfg["tables"] = {"table2_chest3_resnet18": cfg["tables"]["table2_chest3_resnet18"]}
     cfg["datasets"] = {"chest3": cfg["datasets"]["chest3"]}
@@ -155,6 +155,7 @@ def _scontrol_jobs(cluster: LocalSlurm) -> list[dict[str, str]]:
     return jobs
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow, tmp_path):
     snakefile = str(tiny_workflow / "Snakefile")
@@ -185,7 +186,7 @@ def test_workflow_on_a_one_node_slurm_matches_the_local_run(slurm, tiny_workflow
     # every job went through sbatch: as many submissions as jobs, one SLURM log each
     stats = re.search(r"^total\s+(\d+)$", result.stderr, re.M)
     n_jobs = int(stats.group(1)) - 1  # rule all runs no command
-    assert n_jobs == 12
+    assert n_jobs == 11
     assert slurm.submitted_jobs() == n_jobs, slurm.logs()
     logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == n_jobs

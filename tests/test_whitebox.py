@@ -14,6 +14,7 @@ from pipeline_src.config import ParamsError, WhiteboxAttack, load_params, valida
 from pipeline_src.plan import build_plan
 from pipeline_src.whitebox import subset_indices
 from test_attacks import _accuracy, _single_thread, cnn_batch, trained_toy  # noqa: F401 (fixtures)
+from workflow_helpers import tracked_runs
 from workflow_helpers import REPO, SMOKE
 
 # On the smoke run's 12-16 test images one image is 6-8 points. None of the orderings checked below is a
@@ -106,7 +107,9 @@ def test_whitebox_settings_resolve_defaults_and_round_trip():
         WhiteboxAttack.parse("pgd20_eps8:eps=8")
     plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
     assert plan.whitebox == ("fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "pgd20_eps4", "pgd20_eps8")
-    assert [a.name for a in plan.whitebox_config().parsed()] == list(plan.whitebox)
+    from pipeline_src.stages import whitebox as stage
+
+    assert [a.name for a in stage.config(plan.cfg, plan, next(iter(plan.models))).parsed()] == list(plan.whitebox)
     assert plan.whitebox_tables == ("table2_chest3_resnet18",)  # configs/smoke.yaml keeps the smoke run short
     assert plan.whitebox_models() == plan.tables["table2_chest3_resnet18"]
     off = build_plan(validate_params(_params({"enabled": False})))
@@ -229,11 +232,7 @@ def test_smoke_whitebox_at_least_as_strong_as_transfer(smoke_run, smoke_plan):
 def test_smoke_whitebox_runs_are_tracked_and_linked(smoke_run, smoke_plan):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'mlflow.db'}")
-    ids = [e.experiment_id for e in client.search_experiments() if e.name in smoke_plan.datasets]
-    found: dict[str, list] = {}
-    for run in client.search_runs(ids, max_results=1000):
-        found.setdefault(run.data.tags["stage"], []).append(run)
+    found = tracked_runs(smoke_run)
     train_ids = {r.data.tags["model"]: r.info.run_id for r in found["train"]}
     runs = {r.data.tags["model"]: r for r in found["whitebox"]}
     assert set(runs) == {m.name for m in smoke_plan.whitebox_models()} and len(found["whitebox"]) == len(runs)
@@ -246,4 +245,4 @@ def test_smoke_whitebox_runs_are_tracked_and_linked(smoke_run, smoke_plan):
     for table in smoke_plan.whitebox_tables:
         rows = smoke_plan.tables[table]
         tags = tables[f"whitebox_{table}"].data.tags
-        assert all(tags[f"eval_run_id.{m.name}"] == runs[m.name].info.run_id for m in rows)
+        assert all(tags[f"row_run_id.{m.name}"] == runs[m.name].info.run_id for m in rows)

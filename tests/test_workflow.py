@@ -1,9 +1,12 @@
-"""The smoke config through Snakemake end to end, then what a parameter change re-runs."""
+"""The smoke config through Snakemake end to end, then what a change of parameters, code or configuration
+re-runs, and that a dry run plans exactly what the real run then executes."""
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -11,31 +14,34 @@ import pytest
 import yaml
 from pipeline_src.config import load_params, validate_params
 from pipeline_src.plan import build_plan
-from workflow_helpers import SMOKE_CORES, database_errors, expected_tracked_jobs, run_snakemake, tracked_runs
+from workflow_helpers import (REPO, SMOKE, SMOKE_CORES, database_errors, executed_total,
+                              expected_tracked_jobs, file_hashes, make_clone, planned_jobs, planned_total,
+                              run_snakemake, snakemake_in, tracked_runs)
 
-REPO = Path(__file__).resolve().parent.parent
-SMOKE = REPO / "configs" / "smoke.yaml"
 PAPER_COLUMNS = ["lambda_n", "lambda_a", "clean", "fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "cw"]
 
 
-def snakemake(workdir: Path, *args: str, overlays: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    return run_snakemake(workdir, *args, overlays=overlays)
+@contextlib.contextmanager
+def edited(path: Path, change) -> Iterator[None]:
+    """Change a file of a finished run for one block, then put back its bytes AND its mtime (Snakemake
+    compares mtimes: a restored file must not look newer than the outputs made from it)."""
+    text, stat = path.read_text(), path.stat()
+    try:
+        path.write_text(change(text))
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    jobs, rule = set(), None
-    for line in result.stdout.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):", line):
-            rule = m.group(1)
-            jobs.add((rule, ""))
-        elif rule and (m := re.match(r"^\s+wildcards: (.*)$", line)):
-            jobs.discard((rule, ""))
-            jobs.add((rule, m.group(1)))
-    return jobs
+def params_change(**sections) -> Callable[[str], str]:
+    """An edit of params.yaml: deep-merge ``sections`` into it."""
+    from pipeline_src.config import deep_merge
+
+    return lambda text: yaml.safe_dump(deep_merge(yaml.safe_load(text), sections), sort_keys=False)
 
 
-# smoke_run: the session fixture in conftest.py (one smoke run shared with tests/test_tracking.py)
+# smoke_run: the session fixture in conftest.py (a clone whose params.yaml is the smoke config, already run)
 
 
 @pytest.mark.slow
@@ -56,34 +62,44 @@ def test_smoke_tables_have_the_papers_shape(smoke_run, table, paper):
     na = vs[(vs.lambda_n == 0) & (vs.lambda_a == 0) & (vs.metric == "clean")].iloc[0]
     assert na.paper == published[(published.lambda_n == 0) & (published.lambda_a == 0)]["clean"].iloc[0]
     assert na["diff"] == pytest.approx(na.ours - na.paper, abs=0.011)
+    # the flat metrics DVC shows: every row, clean and each attack as in the table, their mean, n_test
+    metrics = json.loads((smoke_run / "results" / "metrics" / "tables" / f"{table}.json").read_text())
+    assert list(metrics) == ["NA" if (r["lambda_n"], r["lambda_a"]) == (0, 0)
+                             else f"ln{r['lambda_n']}_la{r['lambda_a']}" for r in rows]
+    for (_, row), values in zip(ours.iterrows(), metrics.values()):
+        assert values["clean"] == pytest.approx(row["clean"], abs=1e-3)
+        attacks = PAPER_COLUMNS[3:]
+        assert values["mean_adversarial"] == pytest.approx(sum(row[a] for a in attacks) / len(attacks), abs=1e-3)
+        assert values["n_test"] > 0 and not {"lr", "epochs", "lambda_n"} & set(values)
 
 
 @pytest.mark.slow
 def test_smoke_run_records_attacks_and_evaluations(smoke_run):
-    import json
-
     attack = json.loads((smoke_run / "results/metrics/attacks/skin4/ifgsm10_eps8.json").read_text())
     assert 0 <= attack["success_rate"] <= 1 and attack["mean_linf_255"] <= 8 + 1e-6
     evals = sorted((smoke_run / "results/metrics/eval").glob("*.json"))
     assert len(evals) == 3 + 2 + 2  # every table row of the smoke config, surrogates excluded
     assert not list(smoke_run.glob("models/*.ckpt"))  # finished trainings leave no partial checkpoint
+    curve = (smoke_run / "results/plots/train/skin4_resnet18_ln1_la10_s0.csv").read_text().splitlines()
+    assert curve[0] == "epoch,lr,loss,train_accuracy,test_accuracy" and len(curve) == 1 + 1  # one epoch
 
 
 @pytest.mark.slow
 def test_nothing_to_do_after_a_complete_run(smoke_run):
-    result = snakemake(smoke_run, "-n")
-    assert result.returncode == 0
+    result = snakemake_in(smoke_run, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == set(), result.stdout
 
 
 @pytest.mark.slow
-def test_changing_one_lambda_reruns_only_that_model_and_downstream(smoke_run, tmp_path):
-    smoke = yaml.safe_load(SMOKE.read_text())
-    rows = smoke["tables"]["table1_skin4_resnet18"]["rows"]
-    rows[1] = {"lambda_n": 0.5, "lambda_a": 0}  # was lambda_n = 1
-    overlay = tmp_path / "one_lambda.yaml"
-    overlay.write_text(yaml.safe_dump({"tables": {"table1_skin4_resnet18": {"rows": rows}}}))
-    jobs = planned_jobs(snakemake(smoke_run, "-n", overlays=(overlay,)))
+def test_changing_one_lambda_reruns_only_that_model_and_downstream(smoke_run):
+    def change(text):
+        params = yaml.safe_load(text)
+        params["tables"]["table1_skin4_resnet18"]["rows"][1] = {"lambda_n": 0.5, "lambda_a": 0}  # was 1
+        return yaml.safe_dump(params, sort_keys=False)
+
+    with edited(smoke_run / "params.yaml", change):
+        jobs = planned_jobs(snakemake_in(smoke_run, "-n"))
     assert jobs == {("train", "model=skin4_resnet18_ln0.5_la0_s0"),
                     ("evaluate", "model=skin4_resnet18_ln0.5_la0_s0"),
                     ("table", "table=table1_skin4_resnet18"),
@@ -93,13 +109,92 @@ def test_changing_one_lambda_reruns_only_that_model_and_downstream(smoke_run, tm
 
 
 @pytest.mark.slow
-def test_changing_a_training_hyperparameter_reruns_every_training(smoke_run, tmp_path):
-    overlay = tmp_path / "lr.yaml"
-    overlay.write_text(yaml.safe_dump({"training": {"lr": 0.02}}))
-    jobs = planned_jobs(snakemake(smoke_run, "-n", overlays=(overlay,)))
+def test_changing_a_training_hyperparameter_reruns_every_training(smoke_run):
+    with edited(smoke_run / "params.yaml", params_change(training={"lr": 0.02})):
+        jobs = planned_jobs(snakemake_in(smoke_run, "-n"))
     trained = {w for r, w in jobs if r == "train"}
     assert len(trained) == 3 + 2 + 2 + 2 + 1  # every model, surrogates and Table 4's R+La classifier included
     assert not any(r == "prepare" for r, _ in jobs)
+
+
+@pytest.mark.slow
+def test_a_value_no_job_reads_reruns_nothing(smoke_run):
+    """Tracking and resources never change a result: switching them re-runs no job (params trigger)."""
+    with edited(smoke_run / "params.yaml", params_change(tracking={"enabled": False},
+                                                          resources={"train": {"mem_mb": 2500}})):
+        assert planned_jobs(snakemake_in(smoke_run, "-n")) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module,expected", [
+    # one stage's entry module: its jobs and what depends on them, nothing else
+    ("pipeline_src/stages/whitebox.py", {"whitebox", "whitebox_table", "all"}),
+    ("pipeline_src/stages/stats.py", {"stats", "figures", "all"}),
+    # a library every torch job imports: those jobs and everything after them, not prepare
+    ("pipeline_src/device.py", {"train", "attack", "evaluate", "whitebox", "train_denoiser",
+                                "evaluate_denoised_table4_skin4_combined", "table", "stats", "figures",
+                                "attack_figure", "combined_table", "whitebox_table", "all"}),
+    # the MLflow side never changes an output: editing it re-runs nothing
+    ("pipeline_src/tracking.py", set()),
+])
+def test_editing_a_module_reruns_exactly_the_jobs_that_import_it(smoke_run, module, expected):
+    with edited(smoke_run / module, lambda text: text + "\n# an edit\n"):
+        jobs = planned_jobs(snakemake_in(smoke_run, "-n"))
+    assert {rule for rule, _ in jobs} == expected
+
+
+@pytest.mark.slow
+def test_an_overlay_that_keeps_the_default_run_name_is_refused(smoke_run, tmp_path):
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text(yaml.safe_dump({"training": {"lr": 0.02}}))
+    result = snakemake_in(smoke_run, "-n", overlays=(overlay,))
+    assert result.returncode != 0
+    assert "keep its run name 'default'" in result.stdout + result.stderr
+    assert "run: <name>" in result.stdout + result.stderr
+
+
+@pytest.mark.heavy
+@pytest.mark.slow
+def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_run, tmp_path):
+    """An overlay with its own run name, after the default run: its dry run counts the jobs the real run
+    then executes, every default output keeps its bytes, and its MLflow runs land in their own experiment."""
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "run": "tiny", "datasets": {"chest3": {"split": {"train": 20, "test": 8}}},
+        "attacks": {"fgsm_eps4": {"method": "fgsm", "eps": 4}},
+        "tables": {"table2_chest3_resnet18": {"dataset": "chest3", "arch": "resnet18",
+                                              "rows": [{"lambda_n": 0, "lambda_a": 0}]}},
+        "whitebox": {"enabled": False}, "combined_tables": {}}))
+    # the overlay replaces mappings key by key: drop what it does not name, as a user's overlay file would
+    params = load_params(smoke_run / "params.yaml", overlay)
+    params["tables"] = {"table2_chest3_resnet18": params["tables"]["table2_chest3_resnet18"]}
+    params["attacks"] = {"fgsm_eps4": params["attacks"]["fgsm_eps4"]}
+    overlay.write_text(yaml.safe_dump({**params, "run": "tiny"}, sort_keys=False))
+    before = file_hashes(smoke_run)
+    dry = snakemake_in(smoke_run, "-n", overlays=(overlay,))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    real = snakemake_in(smoke_run, overlays=(overlay,))
+    assert real.returncode == 0, real.stderr[-3000:]
+    assert planned_total(dry) == executed_total(real) > 5
+    assert file_hashes(smoke_run) == before  # the default run's data, models and results untouched
+    tree = smoke_run / "runs" / "tiny"
+    assert (tree / "results" / "tables" / "table2_chest3_resnet18.csv").is_file()
+    assert (tree / "params.yaml").read_text().startswith("# Written by the Snakefile: the parameters of run tiny")
+    assert set(tracked_runs(smoke_run, "tiny")) >= {"train", "attack", "evaluate", "table", "parent"}
+
+
+@pytest.mark.heavy
+@pytest.mark.slow
+def test_after_a_configuration_switch_the_dry_run_counts_what_runs(smoke_run, tmp_path):
+    """The store's set-up used to be a job that hid the rest of the graph from `-n` after a switch."""
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_run, root, symlinks=True)  # keeps mtimes and .snakemake's records
+    (root / "params.yaml").write_text(params_change(whitebox={"max_images": 6}, tracking={"enabled": False})(
+        (root / "params.yaml").read_text()))
+    dry = snakemake_in(root, "-n")
+    real = snakemake_in(root)
+    assert real.returncode == 0, real.stderr[-3000:]
+    assert planned_total(dry) == executed_total(real) == 2 + 1 + 1  # 2 white-box jobs, their table, all
 
 
 @pytest.mark.parametrize("overlay,message", [
@@ -112,28 +207,32 @@ def test_bad_params_fail_before_any_job(tmp_path, overlay, message):
     path.write_text(yaml.safe_dump(overlay))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    result = snakemake(workdir, overlays=(path,))
+    result = run_snakemake(workdir, overlays=(path,))
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not (workdir / "data").exists() and not (workdir / "models").exists()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
-def test_same_params_give_byte_identical_tables_and_metrics(smoke_run, tmp_path):
-    """A second run from scratch, again 4 jobs at a time on 2 cores (so scheduled differently), writes the
-    same bytes, and its MLflow store again holds every job's run once, with no database error."""
-    result = run_snakemake(tmp_path, cores=SMOKE_CORES)
+def test_same_params_give_byte_identical_outputs_and_one_run_per_job(smoke_run, tmp_path):
+    """A second run from scratch in a second clone, again 4 jobs at a time on 2 cores (so scheduled
+    differently), writes the same bytes, and its MLflow store holds every job's run once, under one parent."""
+    root = make_clone(tmp_path / "clone", SMOKE)
+    result = snakemake_in(root, cores=SMOKE_CORES)
     assert result.returncode == 0, result.stderr[-4000:]
-    # every output, not only the tables: models, prepared and adversarial sets are DVC outputs too
-    files = sorted(p.relative_to(smoke_run) for folder in ("results", "models", "data")
-                   for p in (smoke_run / folder).rglob("*") if p.is_file())
-    assert len(files) >= 6 + 7 + 10 and any(f.suffix == ".pt" for f in files)
-    for rel in files:
-        assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+    first, second = file_hashes(smoke_run), file_hashes(root)
+    assert len(first) >= 6 + 7 + 10 and any(f.endswith(".pt") for f in first)
+    assert second == first
 
-    plan = build_plan(validate_params(load_params(REPO / "params.yaml", SMOKE)))
-    runs = [r for stage in tracked_runs(tmp_path, plan.datasets).values() for r in stage]
+    plan = build_plan(validate_params(load_params(root / "params.yaml")))
+    found = tracked_runs(root)
+    parents = found.pop("parent")
+    runs = [r for stage in found.values() for r in stage]
     assert len(runs) == expected_tracked_jobs(plan) and all(r.info.status == "FINISHED" for r in runs)
-    names = [(r.info.experiment_id, r.info.run_name) for r in runs]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
+    names = [r.info.run_name for r in runs]
     assert len(set(names)) == len(names)  # no job logged twice
-    assert database_errors(tmp_path, result.stderr) == []
+    assert database_errors(root, result.stderr) == []
+    assert not list((root / ".tracking" / "spool").glob("*/record.json"))  # every record logged

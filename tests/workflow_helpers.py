@@ -1,55 +1,138 @@
-"""Running the workflow from tests: a hermetic environment and one Snakemake call (used by conftest and tests)."""
+"""Running the workflow from tests: repository clones, a hermetic environment, Snakemake calls, and readers
+of what a run planned, executed and tracked (used by conftest and the workflow tests)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke.yaml"
-SMOKE_CORES = "4"  # more jobs than the CI's 2 cores: the run doubles as the MLflow parallel-safety test
+SMOKE_CORES = "4"  # more jobs than the CI's 2 cores: the run doubles as the parallel-safety test
+PROJECT = "xue2019-denoising-cnn"
 
 
 def hermetic_env(**extra: str) -> dict[str, str]:
-    """The test's environment without a user's MLflow store: runs go to sqlite:///mlflow.db in the workdir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    """The test's environment without a user's MLflow store or DVC/pipeline variables."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))}
     env.update(extra)
     return env
 
 
+def merged_params(*overlays: Path | dict, run: str | None = "default") -> dict:
+    """params.yaml with overlays (files or dicts) merged over it, as Snakemake merges --configfile."""
+    from pipeline_src.config import deep_merge, load_params
+
+    params = load_params(REPO / "params.yaml")
+    for overlay in overlays:
+        params = deep_merge(params, overlay if isinstance(overlay, dict) else load_params(overlay))
+    if run is not None:
+        params["run"] = run
+    return params
+
+
+def tracked_files() -> list[str]:
+    """The repository's files as a fresh clone has them (tracked, plus new files git does not ignore)."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    return [f for f in out if f and (REPO / f).is_file()]
+
+
+def make_clone(dest: Path, *overlays: Path | dict, git: bool = False) -> Path:
+    """A copy of the repository whose params.yaml is params.yaml + ``overlays`` (its default run)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in tracked_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    (dest / "params.yaml").write_text(yaml.safe_dump(merged_params(*overlays), sort_keys=False))
+    if git:
+        subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], cwd=dest,
+                       check=True)
+    return dest
+
+
+def snakemake_in(root: Path, *args: str, overlays: tuple[Path, ...] = (), cores: str = "2",
+                 env: dict[str, str] | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Snakemake started in ``root`` (a clone) on its own Snakefile, as a user runs it."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", cores,
+           *(["--configfile", *map(str, overlays)] if overlays else []), *args]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=env or hermetic_env())
+
+
 def run_snakemake(workdir: Path, *args: str, overlays: tuple[Path, ...] = (), cores: str = "2",
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The repository's Snakefile on the smoke config (+ overlays) in ``workdir`` (Snakemake's --directory)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(SMOKE), *map(str, overlays), "--cores", cores, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env or hermetic_env())
 
 
-def tracked_runs(workdir: Path, experiments: tuple[str, ...]) -> dict[str, list]:
-    """{stage: [mlflow Run]} of a run's local store (sqlite:///mlflow.db in the workdir)."""
+def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans (``all`` included)."""
+    jobs, rule = set(), None
+    for line in result.stdout.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        elif rule and (m := re.match(r"^\s+wildcards: (.*)$", line)):
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1)))
+    return jobs
+
+
+def planned_total(result: subprocess.CompletedProcess) -> int:
+    """The 'total' of a dry run's job table (0 when nothing is to be done)."""
+    m = re.search(r"^total\s+(\d+)\s*$", result.stdout + result.stderr, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def executed_total(result: subprocess.CompletedProcess) -> int:
+    """How many jobs a real run executed ('N of N steps (100%) done')."""
+    done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", result.stdout + result.stderr)
+    return int(done[-1][1]) if done else 0
+
+
+def tracked_runs(root: Path, run: str = "default") -> dict[str, list]:
+    """{stage: [mlflow Run]} of the experiment <project>/<run> in ``root``'s store (parent runs under 'parent')."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    ids = {e.name: e.experiment_id for e in client.search_experiments()}
-    assert set(experiments) <= set(ids), f"experiments {sorted(ids)} lack some of {experiments}"
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"{PROJECT}/{run}")
+    assert exp is not None, f"no experiment {PROJECT}/{run}: {[e.name for e in client.search_experiments()]}"
     found: dict[str, list] = {}
-    for run in client.search_runs([ids[d] for d in experiments], max_results=10000):
-        found.setdefault(run.data.tags["stage"], []).append(run)
+    for r in client.search_runs([exp.experiment_id], max_results=10000):
+        found.setdefault(r.data.tags.get("stage", "parent"), []).append(r)
     return found
 
 
 def expected_tracked_jobs(plan) -> int:
-    """One MLflow run per training, attack, evaluation and table job of the plan, Table 4's included
+    """One MLflow run per training, attack, evaluation, table and figure job of the plan, Table 4's included
     (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
     jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
     jobs += len(plan.tables) + len(plan.datasets)  # report.smk: figures per table, attack figure per dataset
-    jobs += len(plan.whitebox_models()) + len(plan.whitebox_tables)  # beyond the paper: tests/test_whitebox.py
+    jobs += len(plan.whitebox_models()) + len(plan.whitebox_tables)  # beyond the paper
     return jobs + len(plan.denoisers) + sum(r.denoiser is not None for rows in plan.combined.values() for r in rows) \
         + len(plan.combined)
 
 
-def database_errors(workdir: Path, stderr: str) -> list[str]:
-    """Snakemake's stderr and every job log that mentions an SQLite/MLflow database error."""
-    texts = {"snakemake stderr": stderr, **{str(p): p.read_text() for p in sorted((workdir / "logs").rglob("*.log"))}}
+def database_errors(root: Path, stderr: str) -> list[str]:
+    """Snakemake's stderr and every log that mentions an SQLite/MLflow database error."""
+    texts = {"snakemake stderr": stderr, **{str(p): p.read_text() for p in sorted((root / "logs").rglob("*.log"))}}
     return [name for name, text in texts.items()
             if "database is locked" in text.lower() or "operationalerror" in text.lower()]
+
+
+def file_hashes(root: Path, folders: tuple[str, ...] = ("results", "models", "data")) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}

@@ -18,6 +18,7 @@ REPO = Path(workflow.basedir).resolve()
 ROOT = Path.cwd().resolve()  # where Snakemake started (or --directory): the default store lives here
 PY = shlex.quote(sys.executable)  # the interpreter running Snakemake: the venv's, with pipeline_src installed
 
+RAW_CONFIG = yaml.safe_load(yaml.safe_dump(config))  # as merged, before Snakemake's validate() fills defaults in
 # params.yaml first, then the --configfile overlays merged over it
 _files = [str(p) for p in workflow.configfiles]
 _sources = " + ".join(sorted(_files, key=lambda p: not p.endswith("/params.yaml"))) or "params.yaml"
@@ -66,7 +67,7 @@ def _resolved(cfg):
 
 def _write_run_params(folder):
     target = folder / "params.yaml"
-    text = GENERATED.format(run=RUN, sources=_sources) + yaml.safe_dump(_resolved(config), sort_keys=False)
+    text = GENERATED.format(run=RUN, sources=_sources) + yaml.safe_dump(_resolved(RAW_CONFIG), sort_keys=False)
     if target.is_file():
         current = target.read_text()
         if current == text:
@@ -83,7 +84,7 @@ def _write_run_params(folder):
 if ROOT == REPO:
     _own = load_params(REPO / "params.yaml")
     if RUN == _own.get("run", "default"):
-        if config != _own:
+        if RAW_CONFIG != _own:
             raise WorkflowError(
                 f"invalid parameters: {_sources} change params.yaml's values but keep its run name {RUN!r}; the run "
                 "params.yaml names is params.yaml alone (what `dvc repro` reads). Give the overlay its own "
