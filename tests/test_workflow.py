@@ -67,9 +67,9 @@ def test_smoke_tables_have_the_papers_shape(smoke_run, table, paper):
     assert list(metrics) == ["NA" if (r["lambda_n"], r["lambda_a"]) == (0, 0)
                              else f"ln{r['lambda_n']}_la{r['lambda_a']}" for r in rows]
     for (_, row), values in zip(ours.iterrows(), metrics.values()):
-        assert values["clean"] == pytest.approx(row["clean"], abs=1e-3)
+        assert values["clean"] == pytest.approx(row["clean"], abs=0.005)  # the CSV has 2 decimals
         attacks = PAPER_COLUMNS[3:]
-        assert values["mean_adversarial"] == pytest.approx(sum(row[a] for a in attacks) / len(attacks), abs=1e-3)
+        assert values["mean_adversarial"] == pytest.approx(sum(row[a] for a in attacks) / len(attacks), abs=0.005)
         assert values["n_test"] > 0 and not {"lr", "epochs", "lambda_n"} & set(values)
 
 

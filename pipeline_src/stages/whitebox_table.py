@@ -35,7 +35,7 @@ def run(job: common.Job) -> None:
 
     columns = ["clean", *job.plan.whitebox]
     with job.track("whitebox_table", name, view["tables"][name]["dataset"], {"columns": ",".join(columns)},
-                   {"table": name, "models": ",".join(models)}, run_name=f"table/whitebox_{name}") as rec:
+                   {"table": f"whitebox_{name}", "models": ",".join(models)}, run_name=f"table/whitebox_{name}") as rec:
         for path, model in zip(args.evals, models):
             rec.link(f"row_run_id.{model}", path)
         write_tables(args.evals, columns, args.out, None, None)
