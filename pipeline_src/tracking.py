@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipeline_src.redact import redact_text, redact_uri
+
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -51,7 +53,7 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     rest = uri[len("sqlite:"):]
     if not rest.startswith("///") or rest in ("///", "///:memory:"):
-        raise TrackingError(f"MLflow tracking URI {uri!r} is not a database file every job can open; "
+        raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} is not a database file every job can open; "
                             f"use sqlite:///<file>.db (relative) or sqlite:////<absolute path>.db")
     return Path(rest[3:].split("?", 1)[0])
 
@@ -65,10 +67,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if db is not None:
         folder = db.parent.resolve()
         if not folder.is_dir():
-            raise TrackingError(f"MLflow tracking URI {uri!r} is unreachable: folder {folder} does not exist; "
+            raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} is unreachable: folder {folder} does not exist; "
                                 f"create it, or unset MLFLOW_TRACKING_URI to use the default sqlite:///mlflow.db")
         if not os.access(folder, os.W_OK):
-            raise TrackingError(f"MLflow tracking URI {uri!r} is unreachable: folder {folder} is not writable")
+            raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} is unreachable: folder {folder} is not writable")
         return
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
@@ -76,7 +78,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         try:
             socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout).close()
         except OSError as exc:
-            raise TrackingError(f"MLflow tracking URI {uri!r} is unreachable ({exc}); {_FIX}") from None
+            raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} is unreachable ({redact_text(exc)}); {_FIX}") from None
 
 
 # --------------------------------------------------------------------------- store and experiments
@@ -142,7 +144,7 @@ def ensure_store(uri: str, experiments: list[str]) -> dict[str, str]:
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure is one user-facing message
-        raise TrackingError(f"MLflow tracking URI {uri!r} cannot be used: {exc}; {_FIX}") from exc
+        raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} cannot be used: {redact_text(exc)}; {_FIX}") from None
 
 
 # --------------------------------------------------------------------------- runs
@@ -236,12 +238,12 @@ def start_run(enabled: bool, experiment: str, name: str, tags: Mapping[str, str]
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise TrackingError(f"MLflow tracking URI {uri!r} cannot be used: {exc}; {_FIX}") from exc
+        raise TrackingError(f"MLflow tracking URI {redact_uri(uri)!r} cannot be used: {redact_text(exc)}; {_FIX}") from None
     run_id = run.info.run_id
     if params:
         # MLflow caps a param value at 6000 characters; ours are short, str() is their canonical form
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, name, experiment, uri)
+    log.info("MLflow run %s (%s) in experiment %s at %s", run_id, name, experiment, redact_uri(uri))
     try:
         yield Run(client=client, run_id=run_id, experiment_id=exp_id)
     except BaseException:
