@@ -266,7 +266,7 @@ def test_unsafe_names_are_refused_by_validate(tmp_path, text, key):
 def test_every_name_section_uses_the_one_rule_in_the_schema_too(section, bad):
     import jsonschema
 
-    from pipeline_src.config import is_safe_name, load_schema
+    from pipeline_src.config import load_schema
 
     cfg = load_params(PARAMS)
     node = cfg
@@ -277,6 +277,8 @@ def test_every_name_section_uses_the_one_rule_in_the_schema_too(section, bad):
         validate_params(cfg)
     errors = list(jsonschema.Draft202012Validator(load_schema()).iter_errors(cfg))  # Snakemake's validate
     assert any(e.validator == "pattern" and e.instance == bad for e in errors)
+    from pipeline_src.config import is_safe_name
+
     assert is_safe_name("table1_skin4-resnet18.v2") and not is_safe_name("a..b") and not is_safe_name(7)
 
 
