@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,17 @@ def fetch(root: Path, key: str, overrides: dict | None) -> Path:
     return target if target.is_dir() else safe_extract(archive, target)
 
 
+def _one_hot_value(text: str | None, path: Path, line: int, column: str) -> float:
+    """0 or 1 (as the CSV writes them, e.g. '1.0'); anything else, NaN included, names the cell."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if value not in (0.0, 1.0):
+        raise IsicError(f"{path}, line {line}: column {column} = {text!r}; a one-hot ground truth holds 0 or 1")
+    return value
+
+
 def read_ground_truth(path: Path) -> list[tuple[str, str]]:
     """(image id, class) per row of the one-hot ground-truth CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC)."""
     with path.open(newline="") as fh:
@@ -48,7 +60,7 @@ def read_ground_truth(path: Path) -> list[tuple[str, str]]:
             raise IsicError(f"{path}: missing columns {sorted(missing)}; expected image,{','.join(ISIC2018_CLASSES)}")
         rows = []
         for line, row in enumerate(reader, start=2):
-            hot = [c for c in ISIC2018_CLASSES if float(row[c]) == 1.0]
+            hot = [c for c in ISIC2018_CLASSES if _one_hot_value(row[c], path, line, c) == 1.0]
             if len(hot) != 1:
                 raise IsicError(f"{path}, line {line}: image {row['image']} has {len(hot)} classes marked, expected 1")
             rows.append((row["image"], hot[0]))
