@@ -23,13 +23,13 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Re-resolve pyproject.toml (+ the test extra) into the lock, keeping today's pins where they still fit;
+# Re-resolve pyproject.toml (+ the test and kubernetes extras) into the lock, keeping today's pins where they still fit;
 # `make lock UPGRADE=1` moves every package to its newest allowed version. Commit the result.
 lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet "pip-tools>=7.4,<8"
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
-		--strip-extras --extra test --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--strip-extras --extra test --extra kubernetes --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
 		--output-file $(LOCK) pyproject.toml
 	$(PYTHON) pipeline_src/envlock.py header $(LOCK)
 
@@ -49,4 +49,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf data/prepared data/adversarial models logs results/metrics .snakemake
+	rm -rf data/prepared data/adversarial models logs benchmarks results/metrics .snakemake

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -473,8 +474,10 @@ def machine() -> dict:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             versions[mod] = "not installed"
+    lock = REPO / "requirements.lock"
+    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "no requirements.lock"
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            **versions}
+            **versions, "lock_sha256": lock_sha}
 
 
 def verdict(met: bool, ratios: list[float] | None = None, ok=None) -> str:
@@ -514,6 +517,8 @@ def render(command: str, mach: dict, threads: int, started: str, wall: float, lo
     add(f"| CPU | {mach['cpu']}, `nproc` = {mach['nproc']} |")
     add(f"| software | Python {mach['python']}, torch {mach['torch']}, torchvision {mach['torchvision']}, "
         f"foolbox {mach['foolbox']}, snakemake {mach['snakemake']} |")
+    add(f"| environment | `requirements.lock` sha256 `{mach.get('lock_sha256', 'not recorded')}` (`make install` "
+        "installs exactly this lock) |")
     add(f"| torch threads | {threads} (`torch.set_num_threads({threads})`, as the workflow's jobs run: "
         "`training.threads: 1`, jobs side by side) |")
     add("| load average (1/5/15 min) | " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + " |")

@@ -17,9 +17,11 @@ and import MLflow inside, like ``tracking.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +93,7 @@ def log_classifier(model: torch.nn.Module, *, run_id: str, tracking_uri: str, ch
     from mlflow.models import Model
 
     started = time.perf_counter()
-    model = model.to("cpu").eval()
+    model = copy.deepcopy(model).to("cpu").eval()  # the caller's model keeps its device and mode
     example = example_input(channels, image_size)
     metadata = {"classes": list(classes), "input": "float32 [batch, C, H, W], values in [0, 1] (not normalised)",
                 "output": "logits [batch, classes]; argmax is the predicted class"}
@@ -121,9 +123,12 @@ def log_split(path: str | Path, *, run_id: str, tracking_uri: str, context: str,
     path = Path(path)
     split = load_split(path)
     sha = file_sha256(path)
-    dataset = mlflow.data.from_numpy(split.images.numpy(), targets=split.labels.numpy(), source=str(path),
-                                     name=name or f"{path.parent.name}/{path.stem}", digest=sha[:DIGEST_CHARS])
+    with warnings.catch_warnings():  # MLflow registers two identical local-file source classes and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
+        dataset = mlflow.data.from_numpy(split.images.numpy(), targets=split.labels.numpy(), source=str(path),
+                                         name=name or f"{path.parent.name}/{path.stem}", digest=sha[:DIGEST_CHARS])
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("sha256", sha),
             InputTag("classes", ",".join(split.classes))]
+    # _to_mlflow_entity is what the fluent mlflow.log_input calls; the client API needs no active run
     MlflowClient(tracking_uri).log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
     return sha[:DIGEST_CHARS]

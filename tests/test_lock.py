@@ -32,10 +32,10 @@ def test_every_pin_has_a_hash_so_pip_installs_in_hash_checking_mode():
     assert not re.search(r"^-e |^--(extra-)?index-url|^--find-links|file://", LOCK.read_text(), re.M)
 
 
-@pytest.mark.parametrize("group", ["dependencies", "test"])
+@pytest.mark.parametrize("group", ["dependencies", "test", "kubernetes"])
 def test_lock_satisfies_every_requirement_of_pyproject(group):
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] if group == "dependencies" else project["optional-dependencies"]["test"]
+    reqs = project["dependencies"] if group == "dependencies" else project["optional-dependencies"][group]
     pins = read_pins()
     for line in reqs:
         req = Requirement(line)
@@ -48,3 +48,25 @@ def test_requirements_for_a_model_come_from_the_lock(tmp_path):
     assert requirements(["torch", "NumPy"]) == ["torch==2.14.1", f"NumPy=={read_pins()['numpy']}"]
     with pytest.raises(ValueError, match="pins none of \\['nope'\\]: run `make lock`"):
         requirements(["nope"])
+
+
+def test_a_pip_report_is_checked_against_the_lock(tmp_path):
+    """envlock.check_report: how docs/environment.md compares the files pip picks with the lock's hashes."""
+    import json
+
+    from pipeline_src.envlock import check_report, read_hashes
+
+    version, hashes = read_hashes()["torch"]
+    good = next(iter(hashes))
+
+    def report(name, ver, digest):
+        return {"metadata": {"name": name, "version": ver},
+                "download_info": {"url": f"https://files.example/{name}-{ver}.whl",
+                                  "archive_info": {"hashes": {"sha256": digest}}}}
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"install": [report("torch", version, good)]}))
+    assert check_report(LOCK, path) == []
+    path.write_text(json.dumps({"install": [report("Torch", version, "0" * 64), report("torch", "0.1", good),
+                                            report("torchattacks", "3.5.1", good)]}))
+    assert [p.split(":")[0] for p in check_report(LOCK, path)] == ["torch", "torch", "torchattacks"]
