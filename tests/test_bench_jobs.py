@@ -90,3 +90,15 @@ def test_reads_what_snakemake_itself_writes(jobs, tmp_path):
     work = s["per_rule"]["work"]
     assert work["jobs"] == 2 and work["seconds"] >= 2.0
     assert math.isnan(work["max_rss_mib"]) or work["max_rss_mib"] > 40  # the 50 MB buffer, when sampled
+
+
+def test_bench_run_figure_4_prefers_the_benchmark_files(jobs, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = run
+    spec.loader.exec_module(run)
+    _tsv(tmp_path, "prepare/skin4.tsv", [(3.0, "0:00:03", 300, 900, 200, 250, 0, 0, 90, 3)], 1000)
+    s = run.summarize_run(tmp_path)  # no .snakemake/metadata at all: the benchmark files suffice
+    assert s["source"] == "benchmarks" and s["per_rule"]["prepare"]["jobs"] == 1
+    with pytest.raises(FileNotFoundError, match="no Snakemake metadata"):
+        run.summarize_run(tmp_path / "empty")
