@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline_src.data.archive import safe_extract
 from pipeline_src.data.catalog import ISIC2018, ISIC2018_CLASSES, remotes
-from pipeline_src.data.download import DownloadError, download
+from pipeline_src.data.download import RETRIES, DownloadError, download
 from pipeline_src.data.folder import decode_image
 from pipeline_src.data.raw import RawData
 
@@ -35,7 +35,8 @@ class IsicError(ValueError):
 def fetch(root: Path, key: str, overrides: dict | None) -> Path:
     """Download (if needed) and extract one archive; return the extracted folder."""
     remote = remotes(ISIC2018, overrides)[key]
-    archive = download(remote.url, root / "downloads" / Path(remote.url.split("?")[0]).name, remote.checksum)
+    archive = download(remote.url, root / "downloads" / Path(remote.url.split("?")[0]).name, remote.checksum,
+                       retries=RETRIES)
     target = root / key
     return target if target.is_dir() else safe_extract(archive, target)
 
@@ -75,7 +76,8 @@ def read_lesion_ids(root: Path, overrides: dict | None) -> dict[str, str]:
     else:
         remote = remotes(ISIC2018, overrides)["lesion_groupings"]
         try:
-            path = download(remote.url, root / Path(remote.url.split("?")[0]).name, remote.checksum)
+            path = download(remote.url, root / Path(remote.url.split("?")[0]).name, remote.checksum,
+                            retries=RETRIES)
         except DownloadError as exc:
             raise IsicError(f"the lesion-aware split needs HAM10000's lesion ids and none could be found: put "
                             f"{HAM_METADATA} (Harvard Dataverse doi:10.7910/DVN/DBW86T) into {root}, or set "
