@@ -396,3 +396,26 @@ def test_readme_reliability_table_lists_every_hardening_test():
     missing = [n for n in names if n not in table and n != "test_readme_reliability_table_lists_every_hardening_test"]
     assert not missing, missing
     assert "snakemake --unlock" in readme
+
+
+# --------------------------------------------------------------------------- the same refusals through Snakemake
+
+@pytest.mark.parametrize("text,message", [
+    (INJECTION, "'datasets.x;touch ../pwned3;' is not a safe name"),
+    (DOTDOT_TABLE, "'tables.../../escaped' is not a safe name"),
+    ("training: {lr: .nan}\n", "'training.lr' = nan is not a finite number"),
+    ("training: {epochs: 6.0}\n", "'training.epochs' = 6.0 must be an integer"),
+    ("training:\n  lr: 0.1\n  lr: 0.2\n", "line 3: key 'lr' is given twice"),
+])
+def test_snakemake_refuses_them_before_planning_with_one_message(tmp_path, text, message):
+    from workflow_helpers import run_snakemake
+
+    overlay = _overlay(tmp_path, text)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_snakemake(work, "-n", overlays=(overlay,))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and message in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "pwned3").exists() and not (tmp_path.parent / "pwned3").exists()
+    assert not (work / "results").exists() and not (work / "params.yaml").exists()
