@@ -4,20 +4,34 @@ VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
+LOCK   := requirements.lock
+# pip-tools lives in its own throwaway venv: the tool that writes the lock is not part of what it locks
+LOCK_VENV := .venv-lock
 
 # The venv's tools come first on PATH so every Snakemake job runs the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test test-fast install clean dry-run report dvc-yaml
+.PHONY: run test test-fast install clean dry-run report dvc-yaml lock
 
 install: $(STAMP)
 
-# torch and torchvision are pinned as a matching pair; a looser range pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# Everything from the lock (exact versions, hash-checked; docs/environment.md), then this project itself
+# without dependencies, built with the lock's setuptools (no build isolation: nothing unpinned is fetched).
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve pyproject.toml (+ the test and kubernetes extras) into the lock, keeping today's pins where they still fit;
+# `make lock UPGRADE=1` moves every package to its newest allowed version. Commit the result.
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet "pip-tools>=7.4,<8"
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+		--strip-extras --extra test --extra kubernetes --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--output-file $(LOCK) pyproject.toml
+	$(PYTHON) pipeline_src/envlock.py header $(LOCK)
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
@@ -44,5 +58,5 @@ dvc-yaml: $(STAMP)
 	$(BIN)/python -m pipeline_src dvc-yaml
 
 clean:
-	rm -rf data/prepared data/adversarial models logs .snakemake .tracking runs
+	rm -rf data/prepared data/adversarial models logs benchmarks .snakemake .tracking runs
 	find results/metrics -mindepth 1 -maxdepth 1 ! -name tables -exec rm -rf {} +

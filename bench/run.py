@@ -14,8 +14,9 @@ Figures, each next to its goal with a verdict:
    on the clean images only) at the same batch (goal: <= 2.3x).
 3. Share of the epoch spent loading data in ``train_model`` (uint8 indexing + float conversion per batch)
    (goal: < 5%).
-4. Wall time of the default ``snakemake --cores all`` and its job-seconds per rule, read from
-   ``DIR/.snakemake/metadata`` (no goal in the issue: reported).
+4. Wall time of the default ``snakemake --cores all`` and its job-seconds per rule, read from the run's
+   ``benchmarks/**/*.tsv`` (Snakemake's ``benchmark:`` files, with each job's peak memory: ``bench/jobs.py``),
+   or from ``DIR/.snakemake/metadata`` for a run without them (no goal in the issue: reported).
 
 Every comparison is measured side by side and interleaved (A, B, A, B, ...); ratios are paired per round
 and the median is reported, since the machine is shared and absolute times drift with the load.
@@ -26,6 +27,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -414,6 +416,28 @@ def summarize_workflow(workflow_dir: str | Path) -> dict:
             "first_start": start, "last_end": end, **facts}
 
 
+def _load_jobs_module():
+    """bench/jobs.py (bench/ is no package; this file also runs as a script and is loaded by path in tests)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_jobs", Path(__file__).with_name("jobs.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_jobs", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def summarize_run(workflow_dir: str | Path) -> dict:
+    """Figure 4's per-rule figures: from the run's benchmark files when it has them (one file per job, with
+    memory), else from ``.snakemake/metadata``; the wall time and cores from its newest log either way."""
+    workflow_dir = Path(workflow_dir)
+    if any((workflow_dir / "benchmarks").rglob("*.tsv")):
+        summary = _load_jobs_module().summarize_benchmarks(workflow_dir)
+        summary.update(_latest_log(workflow_dir)[1])
+        return summary
+    return summarize_workflow(workflow_dir)
+
+
 def run_workflow(log: list[str], configfile: Path | None = None) -> tuple[Path, float]:
     """`snakemake -s REPO/Snakefile -d TMP --cores all` in a fresh directory; returns it and the wall time."""
     workdir = Path(tempfile.mkdtemp(prefix="bench_workflow_"))
@@ -450,8 +474,10 @@ def machine() -> dict:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             versions[mod] = "not installed"
+    lock = REPO / "requirements.lock"
+    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "no requirements.lock"
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            **versions}
+            **versions, "lock_sha256": lock_sha}
 
 
 def verdict(met: bool, ratios: list[float] | None = None, ok=None) -> str:
@@ -491,6 +517,8 @@ def render(command: str, mach: dict, threads: int, started: str, wall: float, lo
     add(f"| CPU | {mach['cpu']}, `nproc` = {mach['nproc']} |")
     add(f"| software | Python {mach['python']}, torch {mach['torch']}, torchvision {mach['torchvision']}, "
         f"foolbox {mach['foolbox']}, snakemake {mach['snakemake']} |")
+    add(f"| environment | `requirements.lock` sha256 `{mach.get('lock_sha256', 'not recorded')}` (`make install` "
+        "installs exactly this lock) |")
     add(f"| torch threads | {threads} (`torch.set_num_threads({threads})`, as the workflow's jobs run: "
         "`training.threads: 1`, jobs side by side) |")
     add("| load average (1/5/15 min) | " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + " |")
@@ -636,15 +664,13 @@ def render(command: str, mach: dict, threads: int, started: str, wall: float, lo
                f"core-time busy over the span" if cores else ""))
         if wf["stale"]:
             add(f"- {wf['stale']} job(s) in the metadata predate the newest run's log and are left out")
+        bound = wf.get("peak_pss_bound_mib", float("nan"))
+        if bound == bound:  # not NaN: the benchmark files had memory samples
+            add(f"- peak summed PSS at most {bound / 1024:.2f} GiB (the jobs that overlapped, each at its own "
+                "peak; figure 5 samples the true peak)")
         add("")
-        add("| rule | jobs | job-seconds | share | mean s/job | max s/job |")
-        add("|---|---|---|---|---|---|")
-        for rule, r in sorted(wf["per_rule"].items(), key=lambda kv: -kv[1]["seconds"]):
-            add(f"| {rule} | {r['jobs']} | {r['seconds']:.0f} | {100 * r['seconds'] / wf['job_seconds']:.1f}% | "
-                f"{r['seconds'] / r['jobs']:.1f} | {r['max']:.1f} |")
-            for d, dd in sorted(wf["detail"].get(rule, {}).items(), key=lambda kv: -kv[1]["seconds"]):
-                add(f"| &nbsp;&nbsp;{rule}: {d} | {dd['jobs']} | {dd['seconds']:.0f} | "
-                    f"{100 * dd['seconds'] / wf['job_seconds']:.1f}% | {dd['seconds'] / dd['jobs']:.1f} | |")
+        for line in _load_jobs_module().render_rule_table(wf):
+            add(line)
         add("")
         top = max(wf["per_rule"].items(), key=lambda kv: kv[1]["seconds"])
         add(f"Verdict: reported (no goal). {top[0]} takes {100 * top[1]['seconds'] / wf['job_seconds']:.0f}% of "
@@ -731,21 +757,24 @@ def _run(args, skip: set[str], settings: Settings, command: str) -> int:
         if args.run_workflow:
             cmds: list[str] = []
             wdir, wall = run_workflow(cmds, args.configfile)
-            wf = summarize_workflow(wdir)
+            wf = summarize_run(wdir)
             wf["wall_s"], wf["wall_what"] = wall, "measured around the snakemake call by this benchmark"
             wf["how"] = (f"Measured now: `{cmds[0]}` in a fresh temporary directory, then its "
-                         "`.snakemake/metadata` summarised.")
+                         + ("benchmark files (`benchmarks/**/*.tsv`)" if wf.get("source") == "benchmarks"
+                            else "`.snakemake/metadata`") + " summarised.")
             if not args.keep_workflow:
                 shutil.rmtree(wdir, ignore_errors=True)
             loads["after 4"] = loadavg()
         else:
-            wf = summarize_workflow(args.workflow_dir)
+            wf = summarize_run(args.workflow_dir)
             if "elapsed_s" in wf:
                 wf["wall_s"], wf["wall_what"] = wf["elapsed_s"], "Snakemake's own `Elapsed time` in its log"
             else:
                 wf["wall_s"], wf["wall_what"] = wf["span_s"], "first job start to last job end"
-            wf["how"] = (f"Read from an earlier completed run in `{args.workflow_dir}` (its `.snakemake/metadata`, "
-                         "one JSON record per output file, grouped into jobs by rule and job hash, and its newest "
+            source = ("its Snakemake benchmark files, `benchmarks/**/*.tsv`, one per job with its time and peak "
+                      "memory" if wf.get("source") == "benchmarks" else "its `.snakemake/metadata`, one JSON "
+                      "record per output file, grouped into jobs by rule and job hash")
+            wf["how"] = (f"Read from an earlier completed run in `{args.workflow_dir}` ({source}, and its newest "
                          "`.snakemake/log`); not re-run by this command.")
     loads["end"] = loadavg()
     wall = time.perf_counter() - t_start

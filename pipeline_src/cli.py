@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from pipeline_src.redact import install_log_redaction
+
+    install_log_redaction()
     from pipeline_src.tracking import TrackingError
 
     try:

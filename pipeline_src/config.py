@@ -10,12 +10,14 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+
+from pipeline_src import strict_yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 ARCHS = ("resnet18", "vgg16")
@@ -51,8 +53,10 @@ def load_params(*paths: str | Path) -> dict:
         path = Path(path)
         if not path.is_file():
             raise ParamsError(f"parameter file '{path}' does not exist: check the path given to --configfile")
-        with path.open() as fh:
-            data = yaml.safe_load(fh) or {}
+        try:
+            data = strict_yaml.load(path) or {}  # a duplicated key is an error, not "the last one wins"
+        except strict_yaml.YamlError as err:
+            raise ParamsError(str(err)) from None
         if not isinstance(data, dict):
             raise ParamsError(f"parameter file '{path}' must hold a mapping of keys, not {type(data).__name__}")
         merged = deep_merge(merged, data)
@@ -60,8 +64,7 @@ def load_params(*paths: str | Path) -> dict:
 
 
 def load_schema() -> dict:
-    with SCHEMA_PATH.open() as fh:
-        return yaml.safe_load(fh)
+    return strict_yaml.load(SCHEMA_PATH)
 
 
 # --------------------------------------------------------------------------- validation
@@ -116,6 +119,7 @@ def _fill_defaults(instance: Any, schema: dict) -> None:
 def validate_params(config: dict, source: str = "params.yaml") -> dict:
     """Check every key and value; return a copy with defaults filled in. Raises ParamsError."""
     schema = load_schema()
+    check_values_and_names(config, schema, source)  # NaN/inf, 6.0 for an integer, unsafe names: before the schema
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -123,6 +127,7 @@ def validate_params(config: dict, source: str = "params.yaml") -> dict:
     cfg = copy.deepcopy(config)
     _fill_defaults(cfg, schema)
     _check_semantics(cfg, source)
+    check_derived_names(cfg, source)
     return cfg
 
 
@@ -246,6 +251,118 @@ def _check_whitebox(cfg: dict, source: str) -> None:
         if method != "fgsm" and "steps" not in attack:
             raise ParamsError(f"{source}: 'whitebox.attacks.{name}.steps' is required for {method} "
                               "(I-FGSM: 10, PGD-20: 20)")
+
+
+# --------------------------------------------------------------------------- values and names (issue 15)
+# Checks that the JSON schema cannot make: jsonschema lets NaN pass every bound (every comparison with NaN is
+# false), accepts 6.0 as an integer, and has no say about derived names. Called from ``validate_params``.
+
+NAME_MAX_DERIVED = 200  # a file name is at most 255 bytes; suffixes such as '_hgd', '_vs_paper.csv' need room
+NAME_RULE = "use letters, digits, '_', '-', '.' (starting with a letter or digit, no '..', at most {n} characters)"
+# where names are keys (path of the mapping in params) and where they are values
+NAME_KEY_SECTIONS = (("datasets",), ("tables",), ("attacks",), ("whitebox", "attacks"), ("combined_tables",))
+
+
+def _resolve_ref(schema: dict, root: dict) -> dict:
+    while isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            break
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema if isinstance(schema, dict) else {}
+
+
+def _is_integer_only(schema: dict) -> bool:
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return "integer" in kinds and "number" not in kinds
+
+
+def _walk_values(value: Any, schema: dict, root: dict, parts: list, source: str) -> None:
+    schema = _resolve_ref(schema, root)
+    where = _path(parts)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ParamsError(f"{source}: '{where}' = {value} is not a finite number; NaN and infinities are "
+                              "refused: give a number")
+        if _is_integer_only(schema):
+            hint = f" (write {int(value)})" if value.is_integer() else ""
+            raise ParamsError(f"{source}: '{where}' = {value!r} must be an integer, written without a decimal "
+                              f"point{hint}")
+    elif isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            _walk_values(sub, props.get(key, extra if isinstance(extra, dict) else {}), root, [*parts, key], source)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        for i, sub in enumerate(value):
+            _walk_values(sub, items if isinstance(items, dict) else {}, root, [*parts, i], source)
+
+
+def name_schema(schema: dict | None = None) -> dict:
+    """The one safe-name rule (``$defs.name`` of the schema): tables, datasets, attacks, run names ..."""
+    return (schema or load_schema())["$defs"]["name"]
+
+
+def is_safe_name(name: Any, schema: dict | None = None, max_length: int | None = None) -> bool:
+    rule = name_schema(schema)
+    return (isinstance(name, str) and re.search(rule["pattern"], name) is not None
+            and len(name) <= (max_length or rule["maxLength"]))
+
+
+def _unsafe_name(where: str, name: Any, source: str, limit: int) -> ParamsError:
+    if not isinstance(name, str):
+        return ParamsError(f"{source}: '{where}' = {name!r} is not a safe name: names must be text; quote it "
+                           f"('{name}'), and {NAME_RULE.format(n=limit)}")
+    return ParamsError(f"{source}: '{where}' is not a safe name: {NAME_RULE.format(n=limit)}; it becomes part of "
+                       "file paths and job commands")
+
+
+def check_values_and_names(config: Any, schema: dict, source: str) -> None:
+    """NaN/inf anywhere, a float where the schema says integer, and every name against ``$defs.name``:
+    one ParamsError naming the key. Runs on the raw config, before the schema (so a non-dict is skipped)."""
+    if not isinstance(config, dict):
+        return
+    _walk_values(config, schema, schema, [], source)
+    limit = name_schema(schema)["maxLength"]
+    for section in NAME_KEY_SECTIONS:
+        node: Any = config
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            for name in node:
+                if not is_safe_name(name, schema):
+                    raise _unsafe_name(".".join(section) + f".{name}", name, source, limit)
+    if "run" in config and not is_safe_name(config["run"], schema):
+        raise _unsafe_name("run", config["run"], source, limit)
+    for section in ("tables", "combined_tables"):  # values that name files: paper/<file>, datasets
+        for tname, table in (config.get(section) or {}).items() if isinstance(config.get(section), dict) else ():
+            for key in ("paper", "dataset"):
+                if isinstance(table, dict) and key in table and not is_safe_name(table[key], schema):
+                    raise _unsafe_name(f"{section}.{tname}.{key}", table[key], source, limit)
+    wb_tables = config.get("whitebox", {}).get("tables") if isinstance(config.get("whitebox"), dict) else None
+    for i, name in enumerate(wb_tables if isinstance(wb_tables, list) else []):
+        if not is_safe_name(name, schema):
+            raise _unsafe_name(f"whitebox.tables[{i}]", name, source, limit)
+
+
+def check_derived_names(cfg: dict, source: str) -> None:
+    """Model and denoiser names are built from dataset names, lambdas and seeds (plan.model_name): each must
+    obey the same rule, with room for a longer name (a lambda of 1e300 makes a 300-digit file name)."""
+    from pipeline_src.plan import build_plan  # local: plan imports config
+
+    plan, schema = build_plan(cfg), load_schema()
+    for kind, names in (("model", plan.models), ("denoiser", plan.denoisers)):
+        for name in names:
+            if not is_safe_name(name, schema, max_length=NAME_MAX_DERIVED):
+                raise ParamsError(f"{source}: the {kind} name {name[:80]!r}{'...' if len(name) > 80 else ''} "
+                                  f"({len(name)} characters), derived from a table's dataset, arch, lambdas and "
+                                  f"seed, is not a safe file name: {NAME_RULE.format(n=NAME_MAX_DERIVED)}; "
+                                  "shorten the dataset name or use smaller lambdas")
 
 
 # --------------------------------------------------------------------------- typed stage configs

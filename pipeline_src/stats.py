@@ -9,6 +9,11 @@ Output: one long CSV line per (row, column):
 - ``mcnemar_p``: exact McNemar test (two-sided binomial on the discordant pairs) of the row against the
   reference row (the NA model, lambda_n = lambda_a = 0) on the same images; ``better``/``worse`` count the
   images only this row / only the reference classified correctly, summed over seeds paired by seed.
+
+Both statistics come from statsmodels (``proportion_confint(method="wilson")``, ``mcnemar(exact=True)``).
+Our earlier hand-written versions agreed with it to 4e-14 (relative) on every k <= n < 200 and every
+discordant split of n < 400, and gave byte-identical CSVs: no reason to keep our own. statsmodels takes
+1-2 s to import, so it is imported inside the two functions, only by the jobs that compute statistics.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import pandas as pd
 from pipeline_src.config import fmt_number
 from pipeline_src.io import write_text
 
-Z95 = 1.959963984540054  # two-sided 95% standard-normal quantile
+ALPHA = 0.05  # two-sided: 95% intervals
 ROW_FIELDS = ("lambda_n", "lambda_a")
 
 
@@ -40,23 +45,24 @@ def decode_flags(hex_flags: str, n: int) -> list[bool]:
 
 # --------------------------------------------------------------------------- the two statistics
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(k: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
     """Wilson score interval of a proportion k/n (well behaved at 0 and 1, unlike the normal interval)."""
     if n <= 0:
         return (math.nan, math.nan)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from statsmodels.stats.proportion import proportion_confint  # lazy: a slow import
+
+    low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return (max(0.0, float(low)), min(1.0, float(high)))
 
 
 def mcnemar_exact(better: int, worse: int) -> float:
     """Two-sided exact McNemar p-value: under H0 each discordant pair goes either way with probability 1/2."""
-    n = better + worse
-    if n == 0:
+    if better + worse == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+    from statsmodels.stats.contingency_tables import mcnemar  # lazy: a slow import
+
+    # only the off-diagonal (discordant) cells enter the exact test; the diagonal is irrelevant
+    return min(1.0, float(mcnemar([[0, better], [worse, 0]], exact=True).pvalue))
 
 
 # --------------------------------------------------------------------------- a table of evaluations

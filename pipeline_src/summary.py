@@ -5,17 +5,35 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipeline_src import tracking
+from pipeline_src.redact import browser_url, redact_uri
 
 UI_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"  # no background job runner: one process, not ~16
 
 
 def mlflow_ui_command(uri: str, port: int = 5000) -> str:
-    """`mlflow server` bound to localhost only (the UI has no authentication), one worker."""
+    """How to look at the runs, never showing a password.
+
+    A local store (sqlite, or a database URI): ``mlflow ui`` bound to localhost only (the UI has no
+    authentication), one worker. A remote tracking server (http/https) already serves the UI: open its URL.
+    """
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        user = urlsplit(uri).username
+        login = f" (log in as {user!r})" if user and urlsplit(uri).password is not None else ""
+        return f"open {browser_url(uri)} in a browser{login}: the tracking server {redact_uri(uri)} serves the UI"
+    if scheme.startswith("databricks"):
+        return f"runs are in the Databricks workspace of {redact_uri(uri)}: open its Experiments page"
     db = tracking.sqlite_path(uri)
-    store = f"sqlite:///{db.resolve()}" if db is not None else uri
-    return (f"{UI_ENV} {_mlflow_exe()} server --backend-store-uri {shlex.quote(store)} --host 127.0.0.1 --port {port}"
+    if db is not None:
+        store = shlex.quote(f"sqlite:///{db.resolve()}")
+    elif redact_uri(uri) != uri:  # a database URI with a password: name the variable, not its value
+        store = '"$MLFLOW_TRACKING_URI"'
+    else:
+        store = shlex.quote(uri)
+    return (f"{UI_ENV} {_mlflow_exe()} ui --backend-store-uri {store} --host 127.0.0.1 --port {port}"
             f" --workers 1   # then open http://127.0.0.1:{port}")
 
 
@@ -40,7 +58,10 @@ def summary(root: Path = Path(".")) -> str:
              f"figures: {figures}/  ({_count(figures, '*.png')} PNGs)",
              f"report:  {report}" + ("" if report.is_file() else "  (not built: snakemake --report results/report.html)")]
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve() / tracking.DEFAULT_DB}"
-    db = tracking.sqlite_path(uri)
+    try:
+        db = tracking.sqlite_path(uri)
+    except tracking.TrackingError as err:  # its message is redacted
+        return "\n".join([*lines, f"MLflow:  {err}"]) + "\n"
     if db is not None and not db.is_absolute():
         db = root / db
         uri = f"sqlite:///{db}"

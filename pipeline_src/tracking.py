@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipeline_src.redact import redact_text, redact_uri
+
 # Tracking never changes a job's outputs: editing this module re-runs no job (pipeline_src/codedeps.py).
 AFFECTS_OUTPUTS = False
 
@@ -76,12 +78,8 @@ def tracking_uri() -> str:
 
 
 def redact(uri: str) -> str:
-    """The URI as it may be shown or logged: a password replaced by ``***``."""
-    parsed = urlparse(uri)
-    if parsed.password is None:
-        return uri
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return parsed._replace(netloc=netloc).geturl()
+    """The URI as it may be shown or logged (pipeline_src/redact.py: passwords and tokens replaced)."""
+    return redact_uri(uri)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -90,7 +88,7 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     rest = uri[len("sqlite:"):]
     if not rest.startswith("///") or rest in ("///", "///:memory:"):
-        raise TrackingError(f"MLflow tracking URI {uri!r} is not a database file every job can open; "
+        raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not a database file every job can open; "
                             f"use sqlite:///<file>.db (relative) or sqlite:////<absolute path>.db")
     return Path(rest[3:].split("?", 1)[0])
 
@@ -101,10 +99,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if db is not None:
         folder = db.parent.resolve()
         if not folder.is_dir():
-            raise TrackingError(f"MLflow tracking URI {uri!r} is unreachable: folder {folder} does not exist; "
+            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is unreachable: folder {folder} does not exist; "
                                 f"create it, or unset MLFLOW_TRACKING_URI to use the default sqlite store")
         if not os.access(folder, os.W_OK):
-            raise TrackingError(f"MLflow tracking URI {uri!r} is unreachable: folder {folder} is not writable")
+            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is unreachable: folder {folder} is not writable")
         return
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
@@ -112,7 +110,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         try:
             socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout).close()
         except OSError as exc:
-            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is unreachable ({exc}); {_FIX}") from None
+            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is unreachable ({redact_text(exc)}); {_FIX}") from None
 
 
 def _client(uri: str):
@@ -176,7 +174,7 @@ def ensure_store(uri: str, experiments: list[str]) -> dict[str, str]:
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure is one user-facing message
-        raise TrackingError(f"MLflow tracking URI {redact(uri)!r} cannot be used: {exc}; {_FIX}") from exc
+        raise TrackingError(f"MLflow tracking URI {redact(uri)!r} cannot be used: {redact_text(exc)}; {_FIX}") from None
 
 
 def experiment_name(project: str, run: str) -> str:
@@ -470,9 +468,9 @@ def flush(spool: Path | None = None, uri: str | None = None, flusher: _Flusher |
             except TrackingError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the record for the next flush, name the store
-                raise TrackingError(f"MLflow tracking URI {redact(flusher.uri)!r} cannot be used: {exc}; the "
+                raise TrackingError(f"MLflow tracking URI {redact(flusher.uri)!r} cannot be used: {redact_text(exc)}; the "
                                     f"records stay in {spool} (`python -m pipeline_src tracking flush` logs "
-                                    f"them later); {_FIX}") from exc
+                                    f"them later); {_FIX}") from None
             shutil.rmtree(folder)
             done += 1
     log.info("logged %d run(s) to %s", done, redact(flusher.uri))

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     requests: list[dict] = []
+    bytes_sent: int = 0  # body bytes written, all requests together
     cut_after: int | None = None  # send only this many bytes, then close (an interrupted download)
+    cut_times: int | None = None  # cut only the first this many responses (None: every one)
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -38,17 +40,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()
         payload = body[start:]
-        if self.cut_after is not None:
+        if self.cut_after is not None and (self.cut_times is None or self.cut_times > 0):
             payload = payload[: self.cut_after]
             self.close_connection = True
+            if self.cut_times is not None:
+                type(self).cut_times -= 1
+        type(self).bytes_sent += len(payload)
         self.wfile.write(payload)
         self.wfile.flush()
 
 
 @contextmanager
-def serve(files: dict[str, bytes], cut_after: int | None = None):
-    """Yield (base_url, handler class) serving ``files`` ({'/name': bytes})."""
-    handler = type("Handler", (_Handler,), {"files": files, "requests": [], "cut_after": cut_after})
+def serve(files: dict[str, bytes], cut_after: int | None = None, cut_times: int | None = None):
+    """Yield (base_url, handler class) serving ``files`` ({'/name': bytes}); ``cut_after`` bytes into each of
+    the first ``cut_times`` responses (every response if None) the connection is closed."""
+    handler = type("Handler", (_Handler,), {"files": files, "requests": [], "cut_after": cut_after,
+                                            "cut_times": cut_times, "bytes_sent": 0})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

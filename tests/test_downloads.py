@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from download_fixtures import serve, sha256, zip_bytes
+from pipeline_src.data import download as download_module
 from pipeline_src.data.archive import UnsafeArchiveError, safe_extract
 from pipeline_src.data.download import DownloadError, download
 
@@ -46,6 +47,25 @@ def test_interrupted_download_resumes_with_range(tmp_path):
         download(f"{url}/good.zip", dest, sha256(PAYLOAD))
     assert handler.requests == [{"path": "/good.zip", "range": f"bytes={have}-"}]  # only the rest was asked for
     assert dest.read_bytes() == PAYLOAD and not part.exists()
+
+
+def test_retries_resume_where_the_cut_left_off(tmp_path, monkeypatch):
+    """What pooch does not do (bench/downloads_vs_pooch.py): the retry asks only for the missing bytes."""
+    monkeypatch.setattr(download_module, "BACKOFF_S", 0.0)
+    dest = tmp_path / "good.zip"
+    with serve({"/good.zip": PAYLOAD}, cut_after=len(PAYLOAD) // 3, cut_times=2) as (url, handler):
+        download(f"{url}/good.zip", dest, sha256(PAYLOAD), retries=2)
+    third = len(PAYLOAD) // 3
+    assert [r["range"] for r in handler.requests] == [None, f"bytes={third}-", f"bytes={2 * third}-"]
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "good.zip.part").exists()
+
+
+def test_client_errors_are_not_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "BACKOFF_S", 0.0)
+    with serve({}) as (url, handler):
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(f"{url}/missing.zip", tmp_path / "m.zip", None, retries=3)
+    assert len(handler.requests) == 1
 
 
 def test_unpinned_checksum_is_recorded_then_enforced(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -23,10 +25,17 @@ def test_wilson_interval_matches_scipy(k, n):
     assert wilson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
 
 
-@pytest.mark.parametrize("better,worse", [(0, 0), (5, 0), (3, 9), (10, 10), (40, 21), (1, 30)])
+@pytest.mark.parametrize("better,worse", [(0, 0), (5, 0), (3, 9), (10, 10), (40, 21), (1, 30), (1400, 1600)])
 def test_mcnemar_is_the_exact_binomial_test_on_discordant_pairs(better, worse):
     expected = 1.0 if better + worse == 0 else scipy_stats.binomtest(better, better + worse, 0.5).pvalue
     assert mcnemar_exact(better, worse) == pytest.approx(expected, rel=1e-12)
+
+
+def test_statsmodels_is_imported_only_when_a_statistic_is_computed():
+    """statsmodels costs 1-2 s to import: the jobs that only import pipeline_src.stats must not pay it."""
+    code = ("import sys, pipeline_src.stats as s; assert 'statsmodels' not in sys.modules; "
+            "s.mcnemar_exact(1, 2); assert 'statsmodels' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 17, 64])

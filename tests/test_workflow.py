@@ -14,9 +14,9 @@ import pytest
 import yaml
 from pipeline_src.config import load_params, validate_params
 from pipeline_src.plan import build_plan
-from workflow_helpers import (REPO, SMOKE, SMOKE_CORES, database_errors, executed_total,
-                              expected_tracked_jobs, file_hashes, make_clone, planned_jobs, planned_total,
-                              run_snakemake, snakemake_in, tracked_runs)
+from workflow_helpers import (REPO, SMOKE, SMOKE_CORES, executed_total, expected_tracked_jobs, file_hashes,
+                              hermetic_env, make_clone, planned_jobs, planned_total, run_snakemake, snakemake_in,
+                              start_mlflow_server, stop_mlflow_server, tracked_runs)
 
 PAPER_COLUMNS = ["lambda_n", "lambda_a", "clean", "fgsm_eps4", "fgsm_eps8", "ifgsm10_eps4", "ifgsm10_eps8", "cw"]
 
@@ -215,24 +215,40 @@ def test_bad_params_fail_before_any_job(tmp_path, overlay, message):
 
 @pytest.mark.heavy
 @pytest.mark.slow
-def test_same_params_give_byte_identical_outputs_and_one_run_per_job(smoke_run, tmp_path):
-    """A second run from scratch in a second clone, again 4 jobs at a time on 2 cores (so scheduled
-    differently), writes the same bytes, and its MLflow store holds every job's run once, under one parent."""
-    root = make_clone(tmp_path / "clone", SMOKE)
-    result = snakemake_in(root, cores=SMOKE_CORES)
-    assert result.returncode == 0, result.stderr[-4000:]
-    first, second = file_hashes(smoke_run), file_hashes(root)
-    assert len(first) >= 6 + 7 + 10 and any(f.endswith(".pt") for f in first)
-    assert second == first
+def test_same_params_give_the_same_bytes_in_a_hostile_place_and_no_password_leaks(smoke_run, tmp_path):
+    """A second run from scratch, in a clone whose path holds a space and a `$` (every path and the interpreter
+    must be quoted), 4 jobs at a time on 2 cores (so scheduled differently), logging to a live `mlflow server`
+    on 127.0.0.1 through a URI with a user and password: the same bytes as the smoke run; every job's run
+    once, under one parent; the password in no file, printed line, Snakemake record or MLflow param or tag."""
+    from mlflow.tracking import MlflowClient
 
-    plan = build_plan(validate_params(load_params(root / "params.yaml")))
-    found = tracked_runs(root)
-    parents = found.pop("parent")
-    runs = [r for stage in found.values() for r in stage]
-    assert len(runs) == expected_tracked_jobs(plan) and all(r.info.status == "FINISHED" for r in runs)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
-    names = [r.info.run_name for r in runs]
-    assert len(set(names)) == len(names)  # no job logged twice
-    assert database_errors(root, result.stderr) == []
+    password = "pa55-not-in-any-file"
+    root = make_clone(tmp_path / "a clone with $HOME and spaces", SMOKE)
+    server, url = start_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path)
+    try:
+        uri = url.replace("http://", f"http://alice:{password}@")
+        result = snakemake_in(root, cores=SMOKE_CORES, env=hermetic_env(MLFLOW_TRACKING_URI=uri))
+        assert result.returncode == 0, result.stderr[-4000:]
+        first, second = file_hashes(smoke_run), file_hashes(root)
+        assert len(first) >= 6 + 7 + 10 and any(f.endswith(".pt") for f in first)
+        assert second == first
+
+        plan = build_plan(validate_params(load_params(root / "params.yaml")))
+        client = MlflowClient(tracking_uri=url)
+        exp = client.get_experiment_by_name("xue2019-denoising-cnn/default")
+        runs = client.search_runs([exp.experiment_id], max_results=10000)
+        parents = [r for r in runs if r.data.tags.get("pipeline.parent") == "true"]
+        jobs = [r for r in runs if "stage" in r.data.tags]
+        assert len(jobs) == expected_tracked_jobs(plan) and all(r.info.status == "FINISHED" for r in jobs)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parents[0].info.run_id}
+        names = [r.info.run_name for r in jobs]
+        assert len(set(names)) == len(names)  # no job logged twice
+        for run in runs:
+            assert password not in repr(run.data.params) + repr(run.data.tags), run.info.run_name
+    finally:
+        stop_mlflow_server(server)
+    assert password not in result.stdout + result.stderr
+    leaked = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert leaked == []  # logs, .snakemake metadata, outputs, the spool
     assert not list((root / ".tracking" / "spool").glob("*/record.json"))  # every record logged

@@ -136,3 +136,59 @@ def file_hashes(root: Path, folders: tuple[str, ...] = ("results", "models", "da
 
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- a live MLflow server on localhost
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"mlflow server did not answer at {url} within {timeout:.0f} s")
+
+
+def start_mlflow_server(store: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` on 127.0.0.1 over ``store``: one worker, no job runner, in its own process group
+    (end it with stop_mlflow_server: the server forks workers). Returns (process, http://127.0.0.1:PORT)."""
+    port = free_port()
+    mlflow = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--backend-store-uri", store,
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = hermetic_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    server = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server)
+    except AssertionError:
+        stop_mlflow_server(server)
+        raise
+    return server, url
+
+
+def stop_mlflow_server(server: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(server.pid, signal.SIGKILL)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import posixpath
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -26,34 +30,81 @@ def read_labels(root: Path, labels_csv: str = "labels.csv") -> list[tuple[str, s
     path = root / labels_csv
     if not path.is_file():
         raise FolderError(f"{path} not found: a folder dataset needs a CSV with columns image,label")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"image", "label"} <= set(reader.fieldnames):
-            raise FolderError(f"{path}: expected columns image,label, found {reader.fieldnames}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            image, label = (row["image"] or "").strip(), (row["label"] or "").strip()
-            if not image or not label:
-                raise FolderError(f"{path}, line {line}: empty image or label")
-            rows.append((image, label))
+    # utf-8-sig: spreadsheet programs save CSV with a byte-order mark, which would otherwise glue itself to
+    # the first column's name ('\ufeffimage')
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"image", "label"} <= set(reader.fieldnames):
+                raise FolderError(f"{path}: expected columns image,label, found {reader.fieldnames}")
+            rows = []
+            first_line: dict[str, int] = {}
+            for row in reader:
+                line = reader.line_num  # the CSV line the row ends on (a quoted field may span lines)
+                image, label = (row["image"] or "").strip(), (row["label"] or "").strip()
+                if not image or not label:
+                    raise FolderError(f"{path}, line {line}: empty image or label")
+                key = posixpath.normpath(image.replace("\\", "/"))
+                if key in first_line:
+                    # the same image twice would land in train and test (a leak), or carry two labels
+                    raise FolderError(f"{path}: image {image!r} is listed on lines {first_line[key]} and {line}; "
+                                      "list each image once")
+                first_line[key] = line
+                rows.append((image, label))
+    except UnicodeDecodeError as exc:
+        raise FolderError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from None
     if not rows:
         raise FolderError(f"{path} lists no images")
     return rows
 
 
-def decode_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, str]:
-    """(uint8 [C, S, S], the file's own PIL mode)."""
+def _open_regular(path: Path) -> BinaryIO:
+    """The file, opened for reading only if it is a regular file: a FIFO would block ``open`` forever and a
+    device file could stream without end. O_NONBLOCK keeps even a FIFO swapped in after the check from
+    blocking; the fstat after opening is the check that counts."""
     try:
-        with Image.open(path) as im:
-            mode = im.mode
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise FolderError(f"{path} is not a regular file ({_kind(os.stat(path).st_mode)}); labels.csv must "
+                              "list image files: remove it")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise FolderError(f"{path} is listed in labels.csv but does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FolderError(f"{path} cannot be decoded as an image ({exc}); remove it from labels.csv") from None
+    except OSError as exc:
+        raise FolderError(f"{path} cannot be opened ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FolderError(f"{path} is not a regular file ({_kind(mode)}); labels.csv must list image files: remove it")
+    return os.fdopen(fd, "rb")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block "
+                       "device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def decode_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, str]:
+    """(uint8 [C, S, S], the file's own PIL mode). Every failure is a FolderError naming the file."""
+    with _open_regular(path) as fh:
+        try:
+            with Image.open(fh) as im:
+                mode = im.mode
+                im = im.convert("L" if channels == 1 else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+        except Image.DecompressionBombError as exc:
+            # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 million pixels) before decoding them
+            raise FolderError(f"{path}: {exc}; an image this large is either corrupt or hostile: remove it from "
+                              "labels.csv, or shrink it first") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise FolderError(f"{path} cannot be decoded as an image ({exc}); remove it from labels.csv") from None
+        except Exception as exc:  # noqa: BLE001 - PIL's decoders raise ValueError, SyntaxError, EOFError, ...
+            raise FolderError(f"{path} cannot be decoded as an image ({type(exc).__name__}: {exc}); "
+                              "remove it from labels.csv") from None
     return (arr[None] if channels == 1 else arr.transpose(2, 0, 1)), mode
 
 
@@ -67,10 +118,16 @@ def load_folder(root: str | Path, channels: int, image_size: int,
     out = np.empty((len(rows), channels, image_size, image_size), dtype=np.uint8)
     wanted = "L" if channels == 1 else "RGB"
     converted: list[str] = []
-    for i, (image, _) in enumerate(tqdm(rows, desc=f"decoding {root.name}", disable=None)):
+    targets: dict[Path, str] = {}
+    for image, _ in rows:  # every path checked before the first image is decoded
         target = (root / image).resolve()
         if root.resolve() not in target.parents:
             raise FolderError(f"{root / labels_csv}: image path {image!r} points outside {root}")
+        if target in targets:  # two spellings (or a link) of one file: the same leak as a repeated line
+            raise FolderError(f"{root / labels_csv}: images {targets[target]!r} and {image!r} are the same file "
+                              f"{target}; list each image once")
+        targets[target] = image
+    for i, (target, image) in enumerate(tqdm(list(targets.items()), desc=f"decoding {root.name}", disable=None)):
         out[i], mode = decode_image(target, channels, image_size)
         if mode != wanted:
             converted.append(image)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline_src.data.archive import safe_extract
 from pipeline_src.data.catalog import ISIC2018, ISIC2018_CLASSES, remotes
-from pipeline_src.data.download import DownloadError, download
+from pipeline_src.data.download import RETRIES, DownloadError, download
 from pipeline_src.data.folder import decode_image
 from pipeline_src.data.raw import RawData
 
@@ -34,9 +35,21 @@ class IsicError(ValueError):
 def fetch(root: Path, key: str, overrides: dict | None) -> Path:
     """Download (if needed) and extract one archive; return the extracted folder."""
     remote = remotes(ISIC2018, overrides)[key]
-    archive = download(remote.url, root / "downloads" / Path(remote.url.split("?")[0]).name, remote.checksum)
+    archive = download(remote.url, root / "downloads" / Path(remote.url.split("?")[0]).name, remote.checksum,
+                       retries=RETRIES)
     target = root / key
     return target if target.is_dir() else safe_extract(archive, target)
+
+
+def _one_hot_value(text: str | None, path: Path, line: int, column: str) -> float:
+    """0 or 1 (as the CSV writes them, e.g. '1.0'); anything else, NaN included, names the cell."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if value not in (0.0, 1.0):
+        raise IsicError(f"{path}, line {line}: column {column} = {text!r}; a one-hot ground truth holds 0 or 1")
+    return value
 
 
 def read_ground_truth(path: Path) -> list[tuple[str, str]]:
@@ -48,7 +61,7 @@ def read_ground_truth(path: Path) -> list[tuple[str, str]]:
             raise IsicError(f"{path}: missing columns {sorted(missing)}; expected image,{','.join(ISIC2018_CLASSES)}")
         rows = []
         for line, row in enumerate(reader, start=2):
-            hot = [c for c in ISIC2018_CLASSES if float(row[c]) == 1.0]
+            hot = [c for c in ISIC2018_CLASSES if _one_hot_value(row[c], path, line, c) == 1.0]
             if len(hot) != 1:
                 raise IsicError(f"{path}, line {line}: image {row['image']} has {len(hot)} classes marked, expected 1")
             rows.append((row["image"], hot[0]))
@@ -63,7 +76,8 @@ def read_lesion_ids(root: Path, overrides: dict | None) -> dict[str, str]:
     else:
         remote = remotes(ISIC2018, overrides)["lesion_groupings"]
         try:
-            path = download(remote.url, root / Path(remote.url.split("?")[0]).name, remote.checksum)
+            path = download(remote.url, root / Path(remote.url.split("?")[0]).name, remote.checksum,
+                            retries=RETRIES)
         except DownloadError as exc:
             raise IsicError(f"the lesion-aware split needs HAM10000's lesion ids and none could be found: put "
                             f"{HAM_METADATA} (Harvard Dataverse doi:10.7910/DVN/DBW86T) into {root}, or set "

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pipeline_src.data.catalog import MEDMNIST_CLASSES, MEDMNIST_SIZES, medmnist_remote, remotes
-from pipeline_src.data.download import download
+from pipeline_src.data.download import RETRIES, download
 from pipeline_src.data.raw import RawData
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def load_medmnist(raw_dir: str | Path, variant: str, image_size: int, overrides:
     if image_size not in MEDMNIST_SIZES:
         raise MedmnistError(f"MedMNIST comes at {MEDMNIST_SIZES} px, not {image_size}; set image_size to one of them")
     remote = remotes({"npz": medmnist_remote(variant, image_size)}, overrides)["npz"]
-    path = download(remote.url, Path(raw_dir) / "medmnist" / f"{variant}_{image_size}.npz", remote.checksum)
+    path = download(remote.url, Path(raw_dir) / "medmnist" / f"{variant}_{image_size}.npz", remote.checksum,
+                    retries=RETRIES)
     with np.load(path, allow_pickle=False) as npz:
         try:
             images = np.concatenate([npz[f"{s}_images"] for s in ("train", "val", "test")])

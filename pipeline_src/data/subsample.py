@@ -25,6 +25,40 @@ def _quotas(sizes: Sequence[int], total: int) -> list[int]:
     return quotas
 
 
+def _count_quotas(sizes: Sequence[int], train_count: int, test_count: int) -> tuple[list[int], list[int]]:
+    """Per-class (train, test) counts for fixed totals, in proportion to the class sizes."""
+    n_test = _quotas(sizes, test_count)
+    n_train = _quotas(sizes, train_count)
+    if any(a + b > s for a, b, s in zip(n_train, n_test, sizes)):
+        # Rounding can overflow a class when train + test is (nearly) every image (RSNA: 21,000 + the
+        # remaining 5,684): then share train over what test left. Otherwise unchanged, so existing splits stay.
+        n_train = _quotas([s - t for s, t in zip(sizes, n_test)], train_count)
+    # quotas <= capacity by construction now; assert it because a silent overlap would leak test images.
+    assert all(a + b <= s for a, b, s in zip(n_train, n_test, sizes))
+    return n_train, n_test
+
+
+def _achievable(sizes: Sequence[int], train_count: int, test_count: int) -> bool:
+    """Would these totals give every class at least one train and one test image?"""
+    if train_count < 1 or test_count < 1 or train_count + test_count > sum(sizes):
+        return False
+    n_train, n_test = _count_quotas(sizes, train_count, test_count)
+    return all(a > 0 and b > 0 for a, b in zip(n_train, n_test))
+
+
+def _count_hint(sizes: Sequence[int], train_count: int, test_count: int) -> str:
+    """A fix that works: keep train (or test) and give the other the rest, else keep the train:test ratio."""
+    total = sum(sizes)
+    ratio_test = max(1, round(total * test_count / (train_count + test_count)))
+    for train, test, how in ((train_count, total - train_count, f"test: {total - train_count}"),
+                             (total - test_count, test_count, f"train: {total - test_count}"),
+                             (total - ratio_test, ratio_test, f"train: {total - ratio_test}, test: {ratio_test}")):
+        if _achievable(sizes, train, test):
+            return f"lower split.train or split.test (e.g. {how} uses every remaining image)"
+    return (f"there are too few images for a split in which every class has train and test images "
+            f"(class sizes {list(sizes)}); add images or use split.test_fraction")
+
+
 def _kept(labels: np.ndarray, cls: str, caps: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
     """Indices of class ``cls``, randomly cut to ``caps[cls]`` if capped (rules 1 and 2); never empty."""
     idx = np.flatnonzero(labels == cls)
@@ -61,16 +95,9 @@ def subsample_split(labels: Sequence[str], classes: Sequence[str], caps: Mapping
         assert train_count is not None and test_count is not None
         if train_count + test_count > sum(sizes):
             raise SubsampleError(f"split asks for {train_count} train + {test_count} test images but only "
-                                 f"{sum(sizes)} remain after subsampling; lower split.train or split.test "
-                                 f"(e.g. test: {sum(sizes) - train_count} keeps every remaining image)")
-        n_test = _quotas(sizes, test_count)
-        n_train = _quotas(sizes, train_count)
-        if any(a + b > s for a, b, s in zip(n_train, n_test, sizes)):
-            # Rounding can overflow a class when train + test is (nearly) every image (RSNA: 21,000 + the
-            # remaining 5,684): then share train over what test left. Otherwise unchanged, so existing splits stay.
-            n_train = _quotas([s - t for s, t in zip(sizes, n_test)], train_count)
-        # quotas <= capacity by construction now; assert it because a silent overlap would leak test images.
-        assert all(a + b <= s for a, b, s in zip(n_train, n_test, sizes))
+                                 f"{sum(sizes)} remain after subsampling; "
+                                 + _count_hint(sizes, train_count, test_count))
+        n_train, n_test = _count_quotas(sizes, train_count, test_count)
     for cls, a, b in zip(classes, n_train, n_test):
         if a == 0 or b == 0:
             raise SubsampleError(f"class {cls!r} gets {a} train / {b} test images; every class needs both")

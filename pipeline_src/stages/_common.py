@@ -119,6 +119,9 @@ def _setup_logging(args: argparse.Namespace) -> None:
         handler.setFormatter(fmt)
         root.addHandler(handler)
     root.setLevel(level)
+    from pipeline_src.redact import install_log_redaction
+
+    install_log_redaction(root)  # no password of a URI in any log line, ours or a library's
 
 
 def main(module: str, doc: str, add_arguments: Callable[[argparse.ArgumentParser], None],

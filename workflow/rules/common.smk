@@ -23,6 +23,7 @@ RAW_CONFIG = yaml.safe_load(yaml.safe_dump(config))  # as merged, before Snakema
 _files = [str(p) for p in workflow.configfiles]
 _sources = " + ".join(sorted(_files, key=lambda p: not p.endswith("/params.yaml"))) or "params.yaml"
 try:
+    load_params(*workflow.configfiles)  # Snakemake's own loader lets a duplicated key win silently: ours refuses it
     CFG = validate_params(config, source=_sources)
 except ParamsError as err:
     raise WorkflowError(f"invalid parameters: {err}") from None
