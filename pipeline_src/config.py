@@ -193,6 +193,7 @@ def _check_semantics(cfg: dict, source: str) -> None:
 
     check_combined(cfg, source)
     _check_whitebox(cfg, source)
+    _check_audit(cfg, source)
 
 
 
@@ -425,6 +426,106 @@ class WhiteboxConfig:
 
     def parsed(self) -> list[WhiteboxAttack]:
         return [WhiteboxAttack.parse(s) for s in self.attacks]
+
+
+# --------------------------------------------------------------------------- audit (issue 16, docs/audit.md)
+
+AUDIT_KEYS = {"mi_fgsm": {"eps", "steps", "stepsize", "decay", "surrogate"},
+              "di_fgsm": {"eps", "steps", "stepsize", "decay", "p", "resize_rate", "surrogate"}}
+
+
+def _check_audit(cfg: dict, source: str) -> None:
+    """What the schema cannot say about the 'audit' section."""
+    au = cfg.get("audit", {})
+    for name in au.get("tables", []):
+        if name not in cfg["tables"]:
+            raise ParamsError(f"{source}: 'audit.tables' names {name!r}, not a table under 'tables'; "
+                              f"tables: {', '.join(cfg['tables'])}")
+    reserved = {"clean", *(f"autoattack_eps{fmt_number(e)}" for e in au.get("autoattack", {}).get("eps", [])),
+                f"square_eps{fmt_number(au.get('square', {}).get('eps', 8))}", "pgd_unbounded"}
+    for name, attack in au.get("transfer", {}).items():
+        method = attack["method"]
+        extra = set(attack) - {"method"} - AUDIT_KEYS[method]
+        if extra:
+            raise ParamsError(f"{source}: 'audit.transfer.{name}.{sorted(extra)[0]}' does not apply to method "
+                              f"{method}; allowed keys for {method}: {', '.join(sorted(AUDIT_KEYS[method]))}")
+        if name in reserved or name in cfg["attacks"]:
+            raise ParamsError(f"{source}: 'audit.transfer.{name}' reuses the name of another column "
+                              f"({'an attack under attacks' if name in cfg['attacks'] else 'an audit column'}); "
+                              "rename it")
+    archs = au.get("ensemble", {}).get("archs", [])
+    if au.get("enabled") and any(a.get("surrogate") == "ensemble" for a in au.get("transfer", {}).values()) \
+            and cfg["surrogate"]["arch"] not in archs:
+        raise ParamsError(f"{source}: 'audit.ensemble.archs' ({', '.join(archs)}) lacks the surrogate's arch "
+                          f"{cfg['surrogate']['arch']!r} ('surrogate.arch'): the ensemble extends the surrogate")
+
+
+@dataclass(frozen=True)
+class AuditTransfer:
+    """One transfer attack of the audit, every value resolved; eps and stepsize on the 0-255 scale."""
+    name: str
+    method: str
+    eps: float
+    steps: int
+    stepsize: float
+    decay: float
+    surrogate: str = "surrogate"
+    p: float = 0.5
+    resize_rate: float = 1.1
+
+    @classmethod
+    def from_params(cls, name: str, a: dict) -> "AuditTransfer":
+        eps, steps = float(a["eps"]), int(a.get("steps", 10))
+        return cls(name, a["method"], eps, steps, float(a.get("stepsize", eps / steps)),
+                   float(a.get("decay", 1.0 if a["method"] == "mi_fgsm" else 0.0)), a.get("surrogate", "surrogate"),
+                   float(a.get("p", 0.5)), float(a.get("resize_rate", 1.1)))
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The audit's section of params.yaml, resolved (audit.py, audit_tables.py)."""
+    transfer: tuple[AuditTransfer, ...] = ()
+    ensemble_archs: tuple[str, ...] = ("resnet18", "vgg16", "mobilenetv2")
+    max_images: int = 0
+    square_eps: float = 8.0
+    square_queries: int = 1000
+    square_p_init: float = 0.8
+    autoattack_version: str = "standard"
+    autoattack_eps: tuple[float, ...] = (4.0, 8.0)
+    unbounded_eps: float = 255.0
+    unbounded_steps: int = 100
+    masking_threshold: float = 10.0
+    eps_tolerance_images: int = 1
+    significance: float = 0.05
+    batch_size: int = 256
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "AuditConfig":
+        au = cfg["audit"]
+        return cls(transfer=tuple(AuditTransfer.from_params(n, a) for n, a in au["transfer"].items()),
+                   ensemble_archs=tuple(au["ensemble"]["archs"]), max_images=au["max_images"],
+                   square_eps=float(au["square"]["eps"]), square_queries=au["square"]["queries"],
+                   square_p_init=float(au["square"]["p_init"]), autoattack_version=au["autoattack"]["version"],
+                   autoattack_eps=tuple(float(e) for e in au["autoattack"]["eps"]),
+                   unbounded_eps=float(au["unbounded"]["eps"]), unbounded_steps=au["unbounded"]["steps"],
+                   masking_threshold=float(au["masking_threshold"]), eps_tolerance_images=au["eps_tolerance_images"],
+                   significance=float(au["significance"]), batch_size=cfg["evaluation"]["batch_size"],
+                   seed=cfg["seed"], threads=cfg["training"]["threads"])
+
+    @property
+    def square_column(self) -> str:
+        return f"square_eps{fmt_number(self.square_eps)}"
+
+    def autoattack_columns(self) -> dict[str, float]:
+        return {f"autoattack_eps{fmt_number(e)}": e for e in self.autoattack_eps}
+
+    def transfer_by_name(self, name: str) -> AuditTransfer:
+        for attack in self.transfer:
+            if attack.name == name:
+                return attack
+        raise KeyError(f"no audit transfer attack {name!r}; defined: {', '.join(a.name for a in self.transfer)}")
 
 
 # --------------------------------------------------------------------------- dataclass <-> CLI
