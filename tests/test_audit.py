@@ -1,0 +1,445 @@
+"""Tests of the audit (issue 16): stronger transfer attacks, ensemble surrogate, Square Attack, AutoAttack,
+sanity checks, the audit tables and the audit's params.
+
+Everything runs on tiny models and tensors built here, on the CPU. References: ART's MomentumIterativeMethod and
+ProjectedGradientDescent (MI-FGSM, PGD), pyautoattack's SquareAttack and AutoAttack, closed forms for linear models.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline_src.attacks import _input_grad, pgd
+from pipeline_src.config import AuditConfig, ParamsError, load_params, validate_params
+from pipeline_src.models.ensemble import EnsembleSurrogate
+from pipeline_src.sanity import (eps_monotone, gradient_masking, iterative_vs_single, unbounded_reaches_zero,
+                                 whitebox_vs_transfer, worst_case)
+from pipeline_src.square import p_schedule, square_attack
+from pipeline_src.strong_attacks import (DiversityDraw, di_fgsm, diversity_draws, diversity_size, input_diversity,
+                                         mi_fgsm)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _cnn(classes: int = 4, seed: int = 0, size: int = 16) -> nn.Module:
+    """Tiny CNN that pools adaptively (so DI-FGSM's padded inputs fit), like the project's classifiers."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * 16, classes)).eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = _cnn()
+    x = torch.rand(24, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.9 + 0.05
+    x[0, :, :4] = 0.0  # pixels on the box's faces: clipping must hold there too
+    x[1, :, :4] = 1.0
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+# --------------------------------------------------------------------------- eps ball and box
+
+
+def _ensemble() -> nn.Module:
+    return EnsembleSurrogate([_cnn(seed=0), _cnn(seed=1), _cnn(seed=2)]).eval()
+
+
+ATTACKS = {
+    "mi_fgsm": lambda m, x, y, eps: mi_fgsm(m, x, y, eps),
+    "di_fgsm": lambda m, x, y, eps: di_fgsm(m, x, y, eps, generator=torch.Generator().manual_seed(0)),
+    "m_di2_fgsm": lambda m, x, y, eps: di_fgsm(m, x, y, eps, p=1.0, decay=1.0, generator=torch.Generator().manual_seed(0)),
+    "square": lambda m, x, y, eps: square_attack(m, x, y, eps, 50, generator=torch.Generator().manual_seed(0)).adversarial,
+    "ensemble_mi_fgsm": lambda m, x, y, eps: mi_fgsm(_ensemble(), x, y, eps),
+}
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 8 / 255, 0.3])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_new_attacks_stay_in_eps_ball_and_box(batch, name, eps):
+    model, x, y = batch
+    x_adv = ATTACKS[name](model, x, y, eps)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert not torch.equal(x_adv, x)  # it did something
+    assert _accuracy(model, x_adv, y) <= _accuracy(model, x, y) if name != "ensemble_mi_fgsm" else True
+
+
+# --------------------------------------------------------------------------- MI-FGSM / PGD against ART
+
+
+@pytest.mark.parametrize("eps", [2 / 255, 8 / 255])
+def test_mi_fgsm_and_pgd_match_art(batch, eps):
+    art_evasion = pytest.importorskip("art.attacks.evasion")
+    from art.estimators.classification import PyTorchClassifier
+
+    model, x, y = batch
+    clf = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=4,
+                            clip_values=(0.0, 1.0), device_type="cpu")
+    ref = art_evasion.MomentumIterativeMethod(clf, eps=eps, eps_step=eps / 10, decay=1.0, max_iter=10, batch_size=64,
+                                              verbose=False).generate(x.numpy(), y.numpy())
+    ours = mi_fgsm(model, x, y, eps, steps=10, decay=1.0)
+    assert torch.allclose(ours, torch.from_numpy(ref), atol=1e-6, rtol=0)
+    # momentum matters: without it the same loop is I-FGSM, and differs from MI-FGSM somewhere
+    assert not torch.allclose(mi_fgsm(model, x, y, eps, steps=10, decay=0.0), ours, atol=1e-6, rtol=0)
+    ref = art_evasion.ProjectedGradientDescent(clf, eps=eps, eps_step=2.5 * eps / 20, max_iter=20, num_random_init=0,
+                                               batch_size=64, verbose=False).generate(x.numpy(), y.numpy())
+    assert torch.allclose(pgd(model, x, y, eps, steps=20, random_init=False), torch.from_numpy(ref), atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------- DI-FGSM in closed form
+
+
+class _PaddedLinear(nn.Module):
+    """logits = W vec(pad_to(z, S)) + b: a linear model accepting the clean size W and the padded size S."""
+
+    def __init__(self, channels: int, size: int, classes: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.size = size
+        self.weight = nn.Parameter(torch.randn(classes, channels * size * size, generator=g, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(classes, generator=g, dtype=torch.float64))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = F.pad(z, (0, self.size - z.shape[-1], 0, self.size - z.shape[-2]))
+        return z.flatten(1) @ self.weight.T + self.bias
+
+
+def _closed_form_grad(model: _PaddedLinear, x: torch.Tensor, y: torch.Tensor, draw: DiversityDraw) -> torch.Tensor:
+    """d CE(W T(x) + b) / dx written out: g_z = W^T (softmax - onehot) on the padded grid, pulled back through
+    the resize (input pixel i feeds output pixels u with floor(u W / rnd) = i) and the padding offset."""
+    n, c, w, _ = x.shape
+    s = model.size
+    if draw.apply:
+        idx = [(u * w) // draw.size for u in range(draw.size)]
+        z = torch.zeros(n, c, s, s, dtype=x.dtype)
+        for u in range(draw.size):
+            for v in range(draw.size):
+                z[:, :, draw.top + u, draw.left + v] = x[:, :, idx[u], idx[v]]
+    else:
+        z = F.pad(x, (0, s - w, 0, s - w))
+    p = torch.softmax(z.flatten(1) @ model.weight.detach().T + model.bias.detach(), dim=1)
+    g_z = ((p - F.one_hot(y, p.shape[1]).to(p.dtype)) @ model.weight.detach()).view(n, c, s, s)
+    g_x = torch.zeros_like(x)
+    if draw.apply:
+        for u in range(draw.size):
+            for v in range(draw.size):
+                g_x[:, :, idx[u], idx[v]] += g_z[:, :, draw.top + u, draw.left + v]
+    else:
+        g_x = g_z[:, :, :w, :w].clone()
+    return g_x
+
+
+def test_di_fgsm_matches_the_closed_form_of_a_linear_model():
+    w, steps, eps = 8, 10, 8 / 255
+    out = diversity_size(w, 1.5)
+    model = _PaddedLinear(2, out, 3, seed=0)
+    x = torch.rand(5, 2, w, w, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    draws = diversity_draws(steps, w, p=0.5, resize_rate=1.5, generator=torch.Generator().manual_seed(7))
+    assert diversity_draws(steps, w, p=0.5, resize_rate=1.5, generator=torch.Generator().manual_seed(7)) == draws
+    assert {d.apply for d in draws} == {True, False}  # both branches are exercised
+    assert len({d.size for d in draws if d.apply}) > 1 and any(d.top or d.left for d in draws if d.apply)
+    ours = di_fgsm(model, x, y, eps, steps, resize_rate=1.5, generator=torch.Generator().manual_seed(7))
+    x_ref = x.clone()
+    for draw in draws:
+        g = _closed_form_grad(model, x_ref, y, draw)
+        assert torch.allclose(_input_grad(lambda z, d=draw: model(input_diversity(z, d, out)), x_ref, y), g)
+        x_ref = torch.clamp(x + torch.clamp(x_ref + eps / steps * g.sign() - x, -eps, eps), 0, 1)
+    assert torch.equal(ours, x_ref)
+    # the transform matters: another seed gives other images
+    assert not torch.equal(ours, di_fgsm(model, x, y, eps, steps, resize_rate=1.5,
+                                         generator=torch.Generator().manual_seed(8)))
+
+
+def test_input_diversity_is_nearest_resize_and_zero_pad():
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+    z = input_diversity(x, DiversityDraw(True, 6, 1, 0), 7)
+    assert z.shape == (1, 1, 7, 7)
+    assert torch.equal(z[0, 0, 0], torch.zeros(7)) and torch.equal(z[0, 0, :, 6], torch.zeros(7))
+    assert torch.equal(z[0, 0, 1, :6], torch.tensor([0.0, 0, 1, 2, 2, 3]))  # floor(u * 4 / 6)
+    assert input_diversity(x, DiversityDraw(False, 6, 1, 0), 7) is x
+    with pytest.raises(ValueError, match="does not fit"):
+        input_diversity(x, DiversityDraw(True, 7, 1, 0), 7)
+
+
+def test_di_fgsm_does_not_depend_on_the_batch_size(batch):
+    from pipeline_src.audit import run_transfer_attack
+    from pipeline_src.config import AuditTransfer
+
+    model, x, y = batch
+    attack = AuditTransfer("di", "di_fgsm", 8.0, 10, 0.8, 0.0)
+    whole = run_transfer_attack(model, x, y, attack, seed=3, batch_size=64)
+    assert torch.equal(whole, run_transfer_attack(model, x, y, attack, seed=3, batch_size=5))
+    assert not torch.equal(whole, run_transfer_attack(model, x, y, attack, seed=4, batch_size=64))
+
+
+# --------------------------------------------------------------------------- ensemble surrogate
+
+
+def test_ensemble_gradient_is_the_gradient_of_the_mean_logits(batch):
+    _, x, y = batch
+    members = [_cnn(seed=s) for s in range(3)]
+    ensemble = EnsembleSurrogate(members).eval()
+    xr = x.clone().requires_grad_(True)
+    mean_logits = sum(m(xr) for m in members) / 3
+    (expected,) = torch.autograd.grad(F.cross_entropy(mean_logits, y, reduction="sum"), xr)
+    assert torch.allclose(_input_grad(ensemble, x, y), expected, atol=1e-6)
+    # and in closed form for linear members: the gradient of the mean is W_mean^T (softmax(W_mean x) - onehot)
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(3, 12, generator=g, dtype=torch.float64) for _ in range(3)]
+    linear = [nn.Linear(12, 3, bias=False).double() for _ in weights]
+    for layer, w in zip(linear, weights):
+        layer.weight.data = w
+    xl = torch.rand(4, 12, generator=g, dtype=torch.float64)
+    yl = torch.tensor([0, 1, 2, 1])
+    w_mean = sum(weights) / 3
+    closed = (torch.softmax(xl @ w_mean.T, 1) - F.one_hot(yl, 3)) @ w_mean
+    assert torch.allclose(_input_grad(EnsembleSurrogate(linear), xl, yl), closed)
+
+
+def test_ensemble_rejects_members_that_disagree():
+    ensemble = EnsembleSurrogate([_cnn(classes=4), _cnn(classes=3)])
+    with pytest.raises(ValueError, match="disagree"):
+        ensemble(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleSurrogate([])
+
+
+# --------------------------------------------------------------------------- Square Attack
+
+
+def test_square_attack_finds_an_adversarial_for_a_linear_model_where_one_exists():
+    """Binary linear model on 1x8x8 images in (0.25, 0.75): the best L_inf attack lowers the margin by exactly
+    eps * ||w||_1 (no clipping binds: eps = 0.05), so an adversarial exists iff margin < eps * ||w||_1."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, generator=g)
+    eps = 0.05
+    reach = eps * float(w.abs().sum())
+
+    class Linear2(nn.Module):
+        def forward(self, x):
+            s = x.flatten(1) @ w
+            return torch.stack([s, -s], dim=1)  # margin of class 0 = 2 s
+
+    x = torch.rand(200, 1, 8, 8, generator=g) * 0.5 + 0.25
+    s = x.flatten(1) @ w
+    y = torch.where(s > 0, 0, 1)
+    score = s.abs()  # the attack can move s by at most eps * ||w||_1 = reach
+    easy = score < 0.5 * reach  # an adversarial exists with room to spare
+    impossible = score > reach
+    assert easy.sum() >= 10 and impossible.sum() >= 10
+    result = square_attack(Linear2(), x, y, eps, 300, generator=torch.Generator().manual_seed(1))
+    assert bool(result.success[easy].all())
+    assert not bool(result.success[impossible].any())
+    assert (result.adversarial - x).abs().max() <= eps + 1e-6
+    # the reference's window never reaches the last row and column, and misses one here even with 10x the queries
+    reference = square_attack(Linear2(), x, y, eps, 3000, reference_window=True,
+                              generator=torch.Generator().manual_seed(1))
+    assert not bool(reference.success[easy].all())
+
+
+def test_square_attack_matches_pyautoattack(batch):
+    square_ref = pytest.importorskip("pyautoattack.square")
+    model, x, y = batch
+    y = y.clone()
+    y[:3] = (y[:3] + 1) % 4  # some images wrong from the start: left alone by both
+    for queries, p_init in ((100, 0.8), (300, 0.05)):
+        ours = square_attack(model, x, y, 4 / 255, queries, p_init=p_init, reference_window=True,
+                             generator=torch.Generator().manual_seed(5))
+        ref = square_ref.SquareAttack(model, norm="Linf", n_queries=queries, eps=4 / 255, p_init=p_init, seed=5,
+                                      device="cpu", resc_schedule=True).perturb(x, y)
+        assert torch.equal(ours.adversarial, ref)
+        assert 0 < int(ours.success[3:].sum()) < len(y) - 3  # a partial success: the comparison means something
+
+
+def test_square_schedule_and_argument_checks(batch):
+    assert p_schedule(0, 0.8, 1000) == 0.8 and p_schedule(2, 0.8, 1000) == 0.4  # 2/1000 * 10000 = 20 > 10
+    assert p_schedule(9999, 0.8, 10000, rescale=False) == 0.8 / 512
+    model, x, y = batch
+    with pytest.raises(ValueError, match="p_init"):
+        square_attack(model, x, y, 0.1, 10, p_init=0.0)
+    res = square_attack(model, x[:0], y[:0], 0.1, 10)
+    assert res.adversarial.shape[0] == 0
+
+
+# --------------------------------------------------------------------------- AutoAttack
+
+
+@pytest.mark.parametrize("classes, eps", [(4, 6 / 255), (3, 16 / 255)])
+def test_autoattack_at_most_pgd20_on_the_same_images(classes, eps):
+    pytest.importorskip("pyautoattack")
+    from pipeline_src.autoattack import autoattack, plan
+
+    model = _cnn(classes=classes, seed=3)
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    # eps: most images fall (the package spends its time on the robust ones), not all (see the end)
+    state = torch.random.get_rng_state()
+    result = autoattack(model, x, y, eps, seed=0, batch_size=8)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the package's global seeding does not leak
+    assert result.attacks == plan(classes)[0] and result.targets == classes - 1
+    assert (result.adversarial - x).abs().max() <= eps + 1e-6
+    assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    x_pgd = pgd(model, x, y, eps, steps=20, generator=torch.Generator().manual_seed(0))
+    aa_acc, pgd_acc = _accuracy(model, result.adversarial, y), _accuracy(model, x_pgd, y)
+    assert aa_acc == pytest.approx(1 - float(result.success.float().mean()))
+    assert aa_acc <= pgd_acc
+    assert 0 < pgd_acc < 1  # a comparison with room on both sides
+
+
+def test_autoattack_plan_below_ten_classes():
+    from pipeline_src.autoattack import plan
+
+    assert plan(10) == (("apgd-ce", "apgd-t", "fab-t", "square"), 9)
+    assert plan(4) == (("apgd-ce", "apgd-t", "fab-t", "square"), 3)
+    assert plan(3) == (("apgd-ce", "apgd-dlr", "fab-t", "square"), 2)
+    assert plan(2) == (("apgd-ce", "fab-t", "square"), 1)
+    with pytest.raises(ValueError, match="version"):
+        plan(4, "plus")
+
+
+# --------------------------------------------------------------------------- sanity checks
+
+
+class _Quantise(nn.Module):
+    """A non-differentiable front end: round to 8 levels (its gradient is zero almost everywhere)."""
+
+    def forward(self, x):
+        return torch.round(x * 7) / 7
+
+
+def _flags(model, x_adv, y) -> list[bool]:
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).tolist()
+
+
+def test_gradient_masking_is_flagged_for_a_quantised_model_and_not_for_the_plain_one():
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 3)).eval()
+    x = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    eps = 16 / 255
+    for name, model in (("masked", nn.Sequential(_Quantise(), classifier).eval()), ("plain", classifier)):
+        with torch.no_grad():
+            y = model(x).argmax(1)
+        gradient = worst_case([_flags(model, pgd(model, x, y, eps, steps=20, generator=torch.Generator().manual_seed(0)), y),
+                               _flags(model, mi_fgsm(model, x, y, eps), y)])
+        square = _flags(model, square_attack(model, x, y, eps, 300, generator=torch.Generator().manual_seed(0)).adversarial, y)
+        check = gradient_masking(sum(square), sum(gradient), len(y), threshold=10)
+        unbounded = unbounded_reaches_zero(sum(_flags(model, pgd(model, x, y, 1.0, steps=50,
+                                                                 generator=torch.Generator().manual_seed(0)), y)), len(y))
+        if name == "masked":
+            assert check.failed, check.detail  # Square sees through the quantisation, the gradient does not
+            assert check.values["gap_points"] > 10
+            assert unbounded.failed  # a zero gradient cannot even reach 0% with the whole box
+        else:
+            assert not check.failed, check.detail
+            assert not unbounded.failed, unbounded.detail
+
+
+def test_eps_monotone_tolerates_one_image_and_reports_transfer():
+    assert eps_monotone({"pgd": {4.0: 10, 8.0: 11}}, 32).status == "pass"
+    failed = eps_monotone({"pgd": {4.0: 10, 8.0: 12}, "fgsm": {4.0: 20, 8.0: 15}}, 32)
+    assert failed.failed and "pgd: 10/32 at eps 4 -> 12/32 at eps 8 (+2 images)" in failed.detail
+    assert "fgsm" not in failed.detail
+    assert eps_monotone({"pgd": {4.0: 10, 8.0: 12}}, 32, enforce=False).status == "note"
+    assert eps_monotone({"pgd": {8.0: 3}}, 32).status == "n/a"
+    assert eps_monotone({"pgd": {2.0: 5, 4.0: 4, 8.0: 7}}, 32).failed  # 2 -> 8 rises by two
+
+
+def test_iterative_whitebox_and_unbounded_checks():
+    assert iterative_vs_single({4.0: 10, 8.0: 6}, {"pgd": {4.0: 9, 8.0: 6}, "ifgsm": {4.0: 10}}, 32).status == "pass"
+    weaker = iterative_vs_single({4.0: 10}, {"pgd": {4.0: 11}}, 32)
+    assert weaker.failed and "pgd 11/32 > fgsm 10/32 at eps 4" in weaker.detail
+    assert iterative_vs_single({}, {"pgd": {4.0: 1}}, 32).status == "n/a"
+    assert whitebox_vs_transfer({8.0: 3}, {8.0: 3, 4.0: 9}, 32).status == "pass"
+    assert whitebox_vs_transfer({8.0: 4}, {8.0: 3}, 32).failed
+    assert unbounded_reaches_zero(0, 32).status == "pass"
+    assert unbounded_reaches_zero(1, 32).failed
+    assert unbounded_reaches_zero(None, 32).status == "n/a"
+    assert gradient_masking(10, 13, 30, threshold=10).status == "pass"   # exactly 10 points: not more than
+    assert gradient_masking(9, 13, 30, threshold=10).failed               # 13.3 points
+    assert gradient_masking(None, 13, 30).status == "n/a"
+    assert worst_case([[True, True, False], [True, False, True]]) == [True, False, False]
+    with pytest.raises(ValueError, match="not the same images"):
+        worst_case([[True], [True, False]])
+
+
+# --------------------------------------------------------------------------- params
+
+
+def _params(**audit) -> dict:
+    cfg = load_params("params.yaml")
+    cfg["audit"] = {**cfg["audit"], **audit}
+    return cfg
+
+
+def test_audit_params_resolve():
+    cfg = validate_params(load_params("params.yaml"))
+    au = AuditConfig.from_params(cfg)
+    assert au.max_images == cfg["whitebox"]["max_images"]  # the same images as the white-box stage
+    assert [a.name for a in au.transfer] == list(cfg["audit"]["transfer"])
+    mi = au.transfer_by_name("mi_fgsm_eps8")
+    assert (mi.steps, mi.stepsize, mi.decay, mi.surrogate) == (10, 0.8, 1.0, "surrogate")
+    assert au.transfer_by_name("di_fgsm_eps4").decay == 0.0
+    assert au.square_column == "square_eps8"
+    assert au.autoattack_columns() == {"autoattack_eps4": 4.0, "autoattack_eps8": 8.0}
+    assert au.ensemble_archs == ("resnet18", "vgg16", "mobilenetv2")
+    # a minimal section gets every default
+    minimal = validate_params(_params(**{"enabled": True, "transfer": {}}) | {"audit": {"enabled": True}})
+    assert AuditConfig.from_params(minimal).square_queries == 1000
+
+
+@pytest.mark.parametrize("audit, message", [
+    ({"transfer": {"x": {"method": "mi_fgsm", "eps": 8, "p": 0.5}}}, "'audit.transfer.x.p' does not apply to method mi_fgsm"),
+    ({"transfer": {"fgsm_eps8": {"method": "mi_fgsm", "eps": 8}}}, "'audit.transfer.fgsm_eps8' reuses the name"),
+    ({"tables": ["nope"]}, "'audit.tables' names 'nope'"),
+    ({"ensemble": {"archs": ["vgg16", "mobilenetv2"]}}, "lacks the surrogate's arch 'resnet18'"),
+    ({"square": {"queries": 0}}, "audit"),
+    ({"ensemble": {"archs": ["densenet"]}}, "audit"),
+])
+def test_bad_audit_params_name_the_key(audit, message):
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+        validate_params(_params(**audit))
+
+
+# --------------------------------------------------------------------------- MobileNetV2
+
+
+def test_mobilenetv2_matches_torchvision_and_fits_the_denoising_classifier():
+    from torchvision.models import mobilenet_v2
+
+    from pipeline_src.models import ModelSpec, build_model
+    from pipeline_src.models.mobilenet import MobileNetV2
+
+    ours, ref = MobileNetV2(num_classes=5).eval(), mobilenet_v2(num_classes=5).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ref.load_state_dict(ours.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+    for stage, down, channels in (("stride4", 4, 24), ("stride8", 8, 32), ("stride16", 16, 96)):
+        model = build_model(ModelSpec("mobilenetv2", 3, 1, 32, stage)).eval()
+        out = model.outputs(torch.rand(2, 1, 32, 32))
+        assert out.logits.shape == (2, 3) and out.reconstruction.shape == (2, 1, 32, 32)
+        assert model.downsample == down and model.encoder(torch.rand(1, 3, 32, 32)).shape[1] == channels
+    with pytest.raises(ValueError, match="decoder_stage for mobilenetv2"):
+        build_model(ModelSpec("mobilenetv2", 3, 1, 32, "layer1"))
