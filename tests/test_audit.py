@@ -443,3 +443,196 @@ def test_mobilenetv2_matches_torchvision_and_fits_the_denoising_classifier():
         assert model.downsample == down and model.encoder(torch.rand(1, 3, 32, 32)).shape[1] == channels
     with pytest.raises(ValueError, match="decoder_stage for mobilenetv2"):
         build_model(ModelSpec("mobilenetv2", 3, 1, 32, "layer1"))
+
+
+# --------------------------------------------------------------------------- audit tables (hand-made records)
+
+
+def _record(path, flags: dict[str, list[bool]], lambda_n=0, lambda_a=0, indices=None) -> str:
+    from pipeline_src.evaluate import encode_flags
+
+    n = len(next(iter(flags.values())))
+    rec = {"arch": "resnet18", "lambda_n": lambda_n, "lambda_a": lambda_a, "seed": 0, "n_test": n,
+           "accuracy": {k: sum(v) / n for k, v in flags.items()}, "correct": {k: sum(v) for k, v in flags.items()},
+           "correct_flags": {k: encode_flags(v) for k, v in flags.items()}}
+    if indices is not None:
+        rec["test_indices"] = indices
+    path.write_text(json.dumps(rec))
+    return str(path)
+
+
+def _table_cfg() -> dict:
+    cfg = load_params("params.yaml")
+    cfg["attacks"] = {"fgsm_eps4": {"method": "fgsm", "eps": 4}, "fgsm_eps8": {"method": "fgsm", "eps": 8},
+                      "cw": cfg["attacks"]["cw"]}
+    cfg["whitebox"]["attacks"] = {"fgsm_eps8": {"method": "fgsm", "eps": 8},
+                                  "pgd20_eps4": {"method": "pgd", "eps": 4, "steps": 20},
+                                  "pgd20_eps8": {"method": "pgd", "eps": 8, "steps": 20}}
+    cfg["audit"]["transfer"] = {"mi_fgsm_eps8": {"method": "mi_fgsm", "eps": 8},
+                                "ens_mi_fgsm_eps8": {"method": "mi_fgsm", "eps": 8, "surrogate": "ensemble"}}
+    cfg["audit"]["autoattack"] = {"eps": [8]}
+    return validate_params(cfg)
+
+
+T, F_ = True, False
+
+
+def test_audit_table_worst_case_subset_and_checks(tmp_path):
+    from pipeline_src.audit_tables import build_audit_table, load_row, threat_columns
+
+    cfg = _table_cfg()
+    cols = threat_columns(cfg)
+    assert {(c.column, c.threat) for c in cols} >= {("fgsm_eps4", "transfer"), ("mi_fgsm_eps8", "strong_transfer"),
+                                                    ("ens_mi_fgsm_eps8", "ensemble_transfer"),
+                                                    ("pgd20_eps8", "whitebox"), ("square_eps8", "square"),
+                                                    ("autoattack_eps8", "autoattack")}
+    assert "cw" not in {c.column for c in cols}  # no eps: not part of a threat model at an eps
+    # 8 test images; white-box attacked images 0, 2, 4, 6, 7; the audit 0, 2, 4, 6
+    ev = _record(tmp_path / "ev.json", {"clean": [T] * 8, "fgsm_eps4": [T, F_, T, F_, T, F_, T, T],
+                                         "fgsm_eps8": [T, F_, T, F_, F_, F_, T, T], "cw": [F_] * 8})
+    wb = _record(tmp_path / "wb.json", {"clean": [T] * 5, "fgsm_eps8": [T, T, F_, T, T],
+                                         "pgd20_eps4": [T, T, F_, T, F_], "pgd20_eps8": [F_, T, T, F_, T]},
+                 indices=[0, 2, 4, 6, 7])
+    au = _record(tmp_path / "au.json", {"clean": [T] * 4, "mi_fgsm_eps8": [T, T, F_, T],
+                                         "ens_mi_fgsm_eps8": [T, F_, T, T], "square_eps8": [F_, F_, F_, F_],
+                                         "autoattack_eps8": [F_, T, F_, F_], "pgd_unbounded": [F_, F_, F_, T]},
+                 indices=[0, 2, 4, 6])
+    row = load_row([au], ev, wb, cols)
+    assert row.n == 4 and row.flags["fgsm_eps8"] == [T, T, F_, T]  # evaluation restricted to images 0, 2, 4, 6
+    assert row.flags["pgd20_eps8"] == [F_, T, T, F_]  # white-box restricted to the audit's images
+    table = build_audit_table([row], cols, AuditConfig.from_params(cfg))
+    line = table.iloc[0]
+    assert line["transfer_eps8"] == 75.0 and line["strong_transfer_eps8"] == 75.0
+    assert line["whitebox_eps8"] == 25.0  # fgsm [T,T,F,T] and pgd [F,T,T,F]: only image 2 survives both
+    assert line["strongest_eps8"] == 0.0 and line["square_eps8"] == 0.0
+    assert line["strongest_eps8_attack"] == "square_eps8"
+    low, high = line["whitebox_eps8_ci_low"], line["whitebox_eps8_ci_high"]
+    assert low < 25.0 < high and high - low > 40  # Wilson on 1/4
+    assert line["check_eps_monotone"] == "pass"  # pgd 2/4 at eps 4 -> 2/4 at eps 8
+    assert line["check_iterative_vs_single"] == "pass"  # pgd 2/4 <= fgsm 3/4 at eps 8
+    assert line["check_whitebox_vs_transfer"] == "pass"
+    assert line["check_unbounded_reaches_zero"] == "fail" and "1/4" in line["check_unbounded_reaches_zero_detail"]
+    assert line["check_gradient_masking"] == "fail"  # Square 0% vs best gradient attack 25%: 25 points > 10
+    assert "25.0 points" in line["check_gradient_masking_detail"]
+    assert line["check_transfer_eps_monotone"] == "pass"
+
+    # the white-box stage attacked fewer images than the audit: a clear message, not a silent mismatch
+    small = _record(tmp_path / "wb_small.json", {"fgsm_eps8": [T, T], "pgd20_eps4": [T, T], "pgd20_eps8": [T, T]},
+                    indices=[0, 2])
+    with pytest.raises(ValueError, match="whitebox.max_images"):
+        load_row([au], ev, small, cols)
+    other = _record(tmp_path / "au_other.json", {"clean": [T] * 4}, lambda_n=1, indices=[0, 2, 4, 6])
+    with pytest.raises(ValueError, match="not records of the same model"):
+        load_row([au, other], ev, wb, cols)
+
+
+def test_advantage_summary_verdicts(tmp_path):
+    from pipeline_src.audit_tables import RowFlags, advantage_summary, summary_sentences, threat_columns, verdict
+
+    cfg = _table_cfg()
+    cols = threat_columns(cfg)
+    n = 40
+
+    def row(ln, paper_correct, strongest_correct):
+        flags = {"clean": [T] * n, "fgsm_eps8": [i < paper_correct for i in range(n)],
+                 "square_eps8": [i < strongest_correct for i in range(n)]}
+        return RowFlags(str(ln), "0", n, flags)
+
+    rows = [row(0, 10, 5), row(0.1, 30, 25), row(1, 30, 7), row(10, 30, 3), row(100, 5, 2)]
+    summary = advantage_summary("table1", rows, cols, AuditConfig.from_params(cfg))
+    assert list(summary["lambda_n"]) == ["0.1", "1", "10", "100"]
+    assert list(summary["verdict"]) == ["keeps", "ahead, not significant", "loses", "no advantage"]
+    first = summary.iloc[0]
+    assert (first["paper_row"], first["paper_na"], first["strongest_row"], first["strongest_na"]) == (75, 25, 62.5, 12.5)
+    assert first["strongest_attack"] == "square_eps8" and first["strongest_p"] < 1e-4
+    text = summary_sentences(summary)
+    assert text.startswith("- table1 (eps 8, 40 images") and "keeps: ln=0.1, la=0 (62.5% vs NA 12.5%" in text
+    assert verdict(5.0, 2.5, 0.2) == "ahead, not significant"
+    with pytest.raises(ValueError, match="exactly one NA row"):
+        advantage_summary("t", rows[1:], cols, AuditConfig.from_params(cfg))
+
+
+# --------------------------------------------------------------------------- the jobs end to end (tiny models)
+
+
+def _checkpoint(path, arch, classes, lambda_n=0.0, seed=0, stage=None):
+    from pipeline_src.io import save_torch
+    from pipeline_src.models import ModelSpec, build_model
+
+    torch.manual_seed(seed)
+    spec = ModelSpec(arch, len(classes), 3, 32, stage or {"resnet18": "layer1", "vgg16": "block2",
+                                                          "mobilenetv2": "stride4"}[arch], vgg_width=0.125)
+    model = build_model(spec).eval()
+    save_torch({"model": model.state_dict(), "spec": spec.to_dict(), "classes": classes,
+                "config": {"arch": arch, "lambda_n": lambda_n, "lambda_a": 0.0, "seed": seed}}, path)
+    return str(path)
+
+
+def test_audit_jobs_end_to_end(tmp_path):
+    pytest.importorskip("pyautoattack")
+    from pipeline_src.audit import PARTS, audit_model, craft_transfer_set
+    from pipeline_src.audit_tables import write_audit_table
+    from pipeline_src.io import load_torch, save_torch, write_json
+    from pipeline_src.whitebox import subset_indices
+
+    classes = ["a", "b", "c"]
+    g = torch.Generator().manual_seed(0)
+    test = tmp_path / "test.pt"
+    save_torch({"images": torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8),
+                "labels": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0]), "classes": classes}, test)
+    surrogate = _checkpoint(tmp_path / "sur.pt", "resnet18", classes, seed=1)
+    members = [surrogate, _checkpoint(tmp_path / "vgg.pt", "vgg16", classes, seed=2),
+               _checkpoint(tmp_path / "mnv2.pt", "mobilenetv2", classes, seed=3)]
+    cfg = _table_cfg()
+    # AutoAttack is left out here (its own tests run it; on a random ResNet18 it takes minutes on a CPU)
+    cfg["audit"] |= {"max_images": 6, "square": {"eps": 8, "queries": 10, "p_init": 0.8},
+                     "unbounded": {"eps": 255, "steps": 3}, "autoattack": {"version": "standard", "eps": []}}
+    cfg["audit"]["transfer"]["di_fgsm_eps8"] = {"method": "di_fgsm", "eps": 8, "steps": 10, "p": 0.5,
+                                                "resize_rate": 1.1, "surrogate": "surrogate", "decay": 0.0}
+    au = AuditConfig.from_params(cfg)
+    sets = {}
+    for attack in au.transfer:
+        sets[attack.name] = tmp_path / f"{attack.name}.pt"
+        metrics = craft_transfer_set(au, attack.name, [surrogate] if attack.surrogate == "surrogate" else members,
+                                     test, sets[attack.name])
+        assert metrics["max_linf_255"] <= 8 and metrics["n"] == 6
+    stored = load_torch(sets["ens_mi_fgsm_eps8"])
+    assert torch.equal(stored["test_indices"], subset_indices(10, 6, cfg["seed"])) and stored["images"].dtype == torch.uint8
+    with pytest.raises(ValueError, match="give one checkpoint"):
+        craft_transfer_set(au, "mi_fgsm_eps8", members, test, tmp_path / "x.pt")
+
+    rows = []
+    for ln, seed in ((0.0, 5), (1.0, 6)):
+        model = _checkpoint(tmp_path / f"m{ln}.pt", "resnet18", classes, lambda_n=ln, seed=seed)
+        # two jobs per model (parts), merged by the table builder
+        a1 = audit_model(au, model, test, sets, parts=("transfer", "unbounded"))
+        a2 = audit_model(au, model, test, parts=("square", "autoattack"))
+        assert set(a1["correct_flags"]) == {"clean", *sets, "pgd_unbounded"}
+        assert set(a2["correct_flags"]) == {"clean", "square_eps8"}
+        paths = [tmp_path / f"a1_{ln}.json", tmp_path / f"a2_{ln}.json"]
+        write_json(paths[0], a1)
+        write_json(paths[1], a2)
+        # stand-ins for the evaluation and white-box records (their own stages are tested elsewhere)
+        n_test = 10
+        ev = _record(tmp_path / f"ev{ln}.json", {"clean": [T] * n_test, "fgsm_eps4": [T] * n_test,
+                                                  "fgsm_eps8": [F_] * n_test, "cw": [F_] * n_test}, lambda_n=ln)
+        wb = _record(tmp_path / f"wb{ln}.json", {k: [F_] * n_test for k in ("fgsm_eps8", "pgd20_eps4", "pgd20_eps8")},
+                     lambda_n=ln)
+        rows.append({"audit": paths, "evaluation": ev, "whitebox": wb})
+    with pytest.raises(ValueError, match="unknown audit part"):
+        audit_model(au, model, test, parts=("nope",))
+
+    out = tmp_path / "audit_t.csv"
+    table = write_audit_table("t", rows, cfg, out, tmp_path / "audit_t.png", tmp_path / "audit_t_summary.csv")
+    assert list(table["lambda_n"]) == ["0", "1"] and (table["n_images"] == 6).all()
+    for col in ("transfer_eps8", "strong_transfer_eps8", "ensemble_transfer_eps8", "whitebox_eps8", "square_eps8",
+                "strongest_eps8", "strongest_eps8_ci_high", "check_gradient_masking_detail"):
+        assert col in table.columns, col
+    assert "autoattack_eps8" not in table.columns
+    assert (table["strongest_eps8"] <= table[["transfer_eps8", "square_eps8", "ensemble_transfer_eps8"]].min(axis=1)).all()
+    first = out.read_bytes()
+    write_audit_table("t", rows, cfg, out, tmp_path / "audit_t2.png")
+    assert out.read_bytes() == first  # deterministic
+    assert (tmp_path / "audit_t.png").read_bytes() == (tmp_path / "audit_t2.png").read_bytes()
+    assert (tmp_path / "audit_t_summary.csv").read_text().splitlines()[0].startswith("table,lambda_n,lambda_a,eps")
+    assert set(PARTS) == {"transfer", "square", "autoattack", "unbounded"}
