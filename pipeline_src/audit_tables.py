@@ -208,6 +208,10 @@ def build_audit_table(rows: Sequence[RowFlags], columns: Sequence[ThreatColumn],
 
 
 def to_csv(df: pd.DataFrame) -> str:
+    """Percentages with two decimals, p-values (columns ending in _p) with four significant digits."""
+    df = df.copy()
+    for col in [c for c in df.columns if c.endswith("_p")]:
+        df[col] = df[col].map(lambda v: "" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}")
     buf = io.StringIO()
     df.to_csv(buf, index=False, float_format="%.2f", lineterminator="\n")
     return buf.getvalue()

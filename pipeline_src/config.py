@@ -453,6 +453,13 @@ def _check_audit(cfg: dict, source: str) -> None:
             raise ParamsError(f"{source}: 'audit.transfer.{name}' reuses the name of another column "
                               f"({'an attack under attacks' if name in cfg['attacks'] else 'an audit column'}); "
                               "rename it")
+    wb = cfg.get("whitebox", {})
+    shared = set(au.get("tables", cfg["tables"])) & set(wb.get("tables", cfg["tables"]))
+    if au.get("enabled") and wb.get("enabled") and shared and wb.get("max_images", 0) > 0 \
+            and not 0 < au.get("max_images", 0) <= wb["max_images"]:
+        raise ParamsError(f"{source}: 'audit.max_images' = {au.get('max_images', 0)} (0 = all) exceeds "
+                          f"'whitebox.max_images' = {wb['max_images']}: the audit compares with the white-box attacks "
+                          "on the same images; set audit.max_images to at most whitebox.max_images (or both to 0)")
     archs = au.get("ensemble", {}).get("archs", [])
     if au.get("enabled") and any(a.get("surrogate") == "ensemble" for a in au.get("transfer", {}).values()) \
             and cfg["surrogate"]["arch"] not in archs:

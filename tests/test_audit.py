@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -405,7 +406,7 @@ def test_audit_params_resolve():
     assert au.autoattack_columns() == {"autoattack_eps4": 4.0, "autoattack_eps8": 8.0}
     assert au.ensemble_archs == ("resnet18", "vgg16", "mobilenetv2")
     # a minimal section gets every default
-    minimal = validate_params(_params(**{"enabled": True, "transfer": {}}) | {"audit": {"enabled": True}})
+    minimal = validate_params(_params() | {"audit": {"enabled": True, "max_images": 16}})
     assert AuditConfig.from_params(minimal).square_queries == 1000
 
 
@@ -414,11 +415,13 @@ def test_audit_params_resolve():
     ({"transfer": {"fgsm_eps8": {"method": "mi_fgsm", "eps": 8}}}, "'audit.transfer.fgsm_eps8' reuses the name"),
     ({"tables": ["nope"]}, "'audit.tables' names 'nope'"),
     ({"ensemble": {"archs": ["vgg16", "mobilenetv2"]}}, "lacks the surrogate's arch 'resnet18'"),
-    ({"square": {"queries": 0}}, "audit"),
-    ({"ensemble": {"archs": ["densenet"]}}, "audit"),
+    ({"square": {"queries": 0}}, "'audit.square.queries' = 0 must be >= 1"),
+    ({"max_images": 0}, "'audit.max_images' = 0 (0 = all) exceeds 'whitebox.max_images' = 32"),
+    ({"max_images": 64}, "'audit.max_images' = 64"),
+    ({"ensemble": {"archs": ["resnet18", "densenet"]}}, "'audit.ensemble.archs[1]'"),
 ])
 def test_bad_audit_params_name_the_key(audit, message):
-    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+    with pytest.raises(ParamsError, match=re.escape(message)):
         validate_params(_params(**audit))
 
 
