@@ -4,8 +4,9 @@ Per paper table, ``audit_<table>.csv``: one line per row (model) with its robust
 model at each eps, a 95% Wilson interval for each, the strongest attack overall, and the sanity checks
 (``sanity.py``) as ``check_<name>`` (pass / fail / note / n/a) plus ``check_<name>_detail`` (the numbers).
 
-A threat model's accuracy is per-image worst case: an image counts as robust only if it survives every attack
-of that threat model at that eps (an attacker tries them all). Threat models, in the order of the columns:
+A threat model's accuracy is per-image worst case: an image counts as robust only if the model gets it right
+clean and under every attack of that threat model at that eps (an attacker tries them all, and the clean image
+is in every eps-ball). Threat models, in the order of the columns:
 
     transfer           the paper's attacks (FGSM, I-FGSM) crafted on the surrogate        (evaluation record)
     strong_transfer    MI-FGSM and DI-FGSM crafted on the surrogate                        (audit record)
@@ -133,11 +134,14 @@ def _present(row: RowFlags, columns: Sequence[ThreatColumn]) -> list[ThreatColum
 
 
 def threat_flags(row: RowFlags, columns: Sequence[ThreatColumn]) -> dict[tuple[str, float], list[bool]]:
-    """(threat, eps) -> per-image worst case over that threat model's columns; plus ('strongest', eps)."""
+    """(threat, eps) -> per-image worst case over that threat model's columns and the clean image (it lies in
+    every eps-ball: robust = right when clean and under every attack, as AutoAttack counts); plus
+    ('strongest', eps)."""
+    clean = [row.flags["clean"]] if "clean" in row.flags else []
     groups: dict[tuple[str, float], list[list[bool]]] = {}
     for c in _present(row, columns):
-        groups.setdefault((c.threat, c.eps), []).append(row.flags[c.column])
-        groups.setdefault(("strongest", c.eps), []).append(row.flags[c.column])
+        groups.setdefault((c.threat, c.eps), list(clean)).append(row.flags[c.column])
+        groups.setdefault(("strongest", c.eps), list(clean)).append(row.flags[c.column])
     order = {t: i for i, t in enumerate((*THREATS, "strongest"))}
     return {k: worst_case(v) for k, v in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))}
 

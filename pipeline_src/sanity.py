@@ -70,7 +70,7 @@ def eps_monotone(correct: Mapping[str, Mapping[float, int]], n: int, *, toleranc
         eps = sorted(by_eps)
         if len(eps) < 2:
             continue
-        compared.append(f"{family} " + " > ".join(f"{_pct(by_eps[e], n)}@{_eps(e)}" for e in eps))
+        compared.append(f"{family} " + " -> ".join(f"{_pct(by_eps[e], n)}@{_eps(e)}" for e in eps))
         for i, lo in enumerate(eps):
             for hi in eps[i + 1:]:
                 if by_eps[hi] > by_eps[lo] + tolerance_images:
