@@ -308,26 +308,31 @@ def plot_audit(table_df: pd.DataFrame, title: str):
 
     eps_values = sorted({float(c.split("_eps")[1]) for c in table_df.columns
                          if c.startswith("strongest_eps") and not c.endswith(("_ci_low", "_ci_high", "_attack"))})
-    fig, axes = plt.subplots(1, max(1, len(eps_values)), figsize=(6 * max(1, len(eps_values)), 4), squeeze=False)
+    kinds = ("clean", *THREATS, "strongest")
+    colours = {k: f"C{i}" for i, k in enumerate(kinds)}  # the same colour for a threat model in every panel
+    fig, axes = plt.subplots(1, max(1, len(eps_values)), figsize=(6 * max(1, len(eps_values)), 4.6), squeeze=False)
     labels = [row_label(r.lambda_n, r.lambda_a) for r in table_df.itertuples()]
+    handles = {}
     for ax, eps in zip(axes[0], eps_values):
-        names = ["clean"] + [f"{t}_eps{fmt_number(eps)}" for t in (*THREATS, "strongest")
-                             if f"{t}_eps{fmt_number(eps)}" in table_df.columns]
+        names = [(k, k if k == "clean" else f"{k}_eps{fmt_number(eps)}") for k in kinds]
+        names = [(k, n) for k, n in names if n in table_df.columns]
         width = 0.8 / len(names)
-        for k, name in enumerate(names):
+        for j, (kind, name) in enumerate(names):
             acc = table_df[name].to_numpy(dtype=float)
             err = [acc - table_df[f"{name}_ci_low"].to_numpy(dtype=float),
                    table_df[f"{name}_ci_high"].to_numpy(dtype=float) - acc]
-            xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(labels))]
-            ax.bar(xs, acc, width, yerr=err, capsize=2, label=name.split("_eps")[0])
+            xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(labels))]
+            handles[kind] = ax.bar(xs, acc, width, yerr=err, capsize=2, color=colours[kind], label=kind,
+                                   error_kw={"elinewidth": 0.8, "ecolor": "0.3"})
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 100)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("accuracy (%), 95% Wilson interval")
         ax.set_title(f"eps {fmt_number(eps)}/255")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    order = [k for k in kinds if k in handles]
+    fig.legend([handles[k] for k in order], order, loc="lower center", ncol=len(order), fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
