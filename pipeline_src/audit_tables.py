@@ -32,14 +32,14 @@ import pandas as pd
 
 from pipeline_src.audit import UNBOUNDED_COLUMN
 from pipeline_src.config import AuditConfig, fmt_number
-from pipeline_src.sanity import (Check, eps_monotone, gradient_masking, iterative_vs_single, unbounded_reaches_zero,
-                                 whitebox_vs_transfer, worst_case)
+from pipeline_src.sanity import (Check, autoattack_vs_pgd, eps_monotone, gradient_masking, iterative_vs_single,
+                                 unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
 from pipeline_src.stats import decode_flags, mcnemar_exact, wilson_interval
 
 THREATS = ("transfer", "strong_transfer", "ensemble_transfer", "whitebox", "square", "autoattack")
 TRANSFER_THREATS = ("transfer", "strong_transfer", "ensemble_transfer")
-CHECKS = ("eps_monotone", "iterative_vs_single", "whitebox_vs_transfer", "unbounded_reaches_zero", "gradient_masking",
-          "transfer_eps_monotone")
+CHECKS = ("eps_monotone", "iterative_vs_single", "whitebox_vs_transfer", "autoattack_vs_pgd", "unbounded_reaches_zero",
+          "gradient_masking", "transfer_eps_monotone")
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ def row_checks(row: RowFlags, columns: Sequence[ThreatColumn], cfg: AuditConfig)
         "iterative_vs_single": iterative_vs_single(
             whitebox.get("fgsm", {}), {m: v for m, v in whitebox.items() if m in ("ifgsm", "pgd")}, n),
         "whitebox_vs_transfer": whitebox_vs_transfer(wb_eps, {e: sum(worst_case(f)) for e, f in tr_eps.items()}, n),
+        "autoattack_vs_pgd": autoattack_vs_pgd(whitebox.get("autoattack", {}), whitebox.get("pgd", {}), n),
         "unbounded_reaches_zero": unbounded_reaches_zero(
             row.correct(UNBOUNDED_COLUMN) if UNBOUNDED_COLUMN in row.flags else None, n),
         "gradient_masking": gradient_masking(

@@ -9,6 +9,7 @@ it says the evaluation cannot be trusted as it is (an attack that is too weak, o
   set crafted at a larger eps is a different set of images and may transfer worse by chance);
 * ``iterative_vs_single``: I-FGSM / PGD are at least as strong as FGSM at the same eps;
 * ``whitebox_vs_transfer``: attacking the model itself is at least as strong as transferring from another model;
+* ``autoattack_vs_pgd``: AutoAttack (APGD-CE first, then three more) is at least as strong as PGD-20;
 * ``unbounded_reaches_zero``: with the whole image box as budget every image can be changed into any other one,
   so a working attack reaches 0% accuracy;
 * ``gradient_masking``: Square Attack uses only the model's outputs; if it beats the best gradient attack at the
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 
 from pipeline_src.config import fmt_number
 
-__all__ = ["Check", "eps_monotone", "gradient_masking", "iterative_vs_single", "unbounded_reaches_zero",
-           "whitebox_vs_transfer", "worst_case"]
+__all__ = ["Check", "at_least_as_strong", "autoattack_vs_pgd", "eps_monotone", "gradient_masking",
+           "iterative_vs_single", "unbounded_reaches_zero", "whitebox_vs_transfer", "worst_case"]
 
 PASS, FAIL, NOTE, NA = "pass", "fail", "note", "n/a"
 
@@ -102,19 +103,35 @@ def iterative_vs_single(single: Mapping[float, int], iterative: Mapping[str, Map
     return Check(name, FAIL if weaker else PASS, "; ".join(weaker or compared), values)
 
 
+def at_least_as_strong(strong: Mapping[float, int], weak: Mapping[float, int], n: int, *,
+                       labels: tuple[str, str], tolerance_images: int = 0, name: str) -> Check:
+    """Correct counts per eps ``{eps: correct}`` of the attack that should be stronger against the one that
+    should be weaker: the stronger leaves at most ``tolerance_images`` more images correct at every shared eps."""
+    weaker, compared = [], []
+    for e in sorted(set(strong) & set(weak)):
+        compared.append(f"{labels[0]} {_pct(strong[e], n)} <= {labels[1]} {_pct(weak[e], n)} @{_eps(e)}")
+        if strong[e] > weak[e] + tolerance_images:
+            weaker.append(f"{labels[0]} {strong[e]}/{n} > {labels[1]} {weak[e]}/{n} at eps {_eps(e)}")
+    values = {"tolerance_images": tolerance_images, "weaker": len(weaker)}
+    if not compared:
+        return Check(name, NA, f"no {labels[0]} and {labels[1]} attack at the same eps", values)
+    return Check(name, FAIL if weaker else PASS, "; ".join(weaker or compared), values)
+
+
 def whitebox_vs_transfer(whitebox: Mapping[float, int], transfer: Mapping[float, int], n: int, *,
                          tolerance_images: int = 0, name: str = "whitebox_vs_transfer") -> Check:
     """Worst-case correct counts per eps, white-box ``{eps: correct}`` against transferred ``{eps: correct}``:
     white-box leaves at most ``tolerance_images`` more images correct."""
-    weaker, compared = [], []
-    for e in sorted(set(whitebox) & set(transfer)):
-        compared.append(f"white-box {_pct(whitebox[e], n)} <= transfer {_pct(transfer[e], n)} @{_eps(e)}")
-        if whitebox[e] > transfer[e] + tolerance_images:
-            weaker.append(f"white-box {whitebox[e]}/{n} > transfer {transfer[e]}/{n} at eps {_eps(e)}")
-    values = {"tolerance_images": tolerance_images, "weaker": len(weaker)}
-    if not compared:
-        return Check(name, NA, "no white-box and transfer attack at the same eps", values)
-    return Check(name, FAIL if weaker else PASS, "; ".join(weaker or compared), values)
+    return at_least_as_strong(whitebox, transfer, n, labels=("white-box", "transfer"),
+                              tolerance_images=tolerance_images, name=name)
+
+
+def autoattack_vs_pgd(autoattack: Mapping[float, int], pgd: Mapping[float, int], n: int, *,
+                      tolerance_images: int = 0, name: str = "autoattack_vs_pgd") -> Check:
+    """AutoAttack starts with APGD-CE, a PGD without a step size to tune, and adds three attacks: it should leave
+    no more images correct than PGD-20 at the same eps."""
+    return at_least_as_strong(autoattack, pgd, n, labels=("AutoAttack", "PGD"), tolerance_images=tolerance_images,
+                              name=name)
 
 
 def unbounded_reaches_zero(correct: int | None, n: int, *, tolerance_images: int = 0,

@@ -18,8 +18,8 @@ from torch import nn
 from pipeline_src.attacks import _input_grad, pgd
 from pipeline_src.config import AuditConfig, ParamsError, load_params, validate_params
 from pipeline_src.models.ensemble import EnsembleSurrogate
-from pipeline_src.sanity import (eps_monotone, gradient_masking, iterative_vs_single, unbounded_reaches_zero,
-                                 whitebox_vs_transfer, worst_case)
+from pipeline_src.sanity import (autoattack_vs_pgd, eps_monotone, gradient_masking, iterative_vs_single,
+                                 unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
 from pipeline_src.square import p_schedule, square_attack
 from pipeline_src.strong_attacks import (DiversityDraw, di_fgsm, diversity_draws, diversity_size, input_diversity,
                                          mi_fgsm)
@@ -374,6 +374,7 @@ def test_iterative_whitebox_and_unbounded_checks():
     assert iterative_vs_single({}, {"pgd": {4.0: 1}}, 32).status == "n/a"
     assert whitebox_vs_transfer({8.0: 3}, {8.0: 3, 4.0: 9}, 32).status == "pass"
     assert whitebox_vs_transfer({8.0: 4}, {8.0: 3}, 32).failed
+    assert autoattack_vs_pgd({8.0: 4}, {8.0: 3}, 32).failed and autoattack_vs_pgd({8.0: 3}, {4.0: 3}, 32).status == "n/a"
     assert unbounded_reaches_zero(0, 32).status == "pass"
     assert unbounded_reaches_zero(1, 32).failed
     assert unbounded_reaches_zero(None, 32).status == "n/a"
@@ -515,6 +516,8 @@ def test_audit_table_worst_case_subset_and_checks(tmp_path):
     assert line["check_eps_monotone"] == "pass"  # pgd 2/4 at eps 4 -> 2/4 at eps 8
     assert line["check_iterative_vs_single"] == "pass"  # pgd 2/4 <= fgsm 3/4 at eps 8
     assert line["check_whitebox_vs_transfer"] == "pass"
+    # AutoAttack 1/4 vs PGD-20 2/4 at eps 8; no AutoAttack at eps 4
+    assert line["check_autoattack_vs_pgd"] == "pass" and "@4" not in line["check_autoattack_vs_pgd_detail"]
     assert line["check_unbounded_reaches_zero"] == "fail" and "1/4" in line["check_unbounded_reaches_zero_detail"]
     assert line["check_gradient_masking"] == "fail"  # Square 0% vs best gradient attack 25%: 25 points > 10
     assert "25.0 points" in line["check_gradient_masking_detail"]
