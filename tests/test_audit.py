@@ -7,7 +7,6 @@ ProjectedGradientDescent (MI-FGSM, PGD), pyautoattack's SquareAttack and AutoAtt
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import pytest
