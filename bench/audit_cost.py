@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -90,31 +91,38 @@ def main() -> None:
                                           times)
     accuracies = {f"{n} {p}": {k: round(v, 4) for k, v in r["accuracy"].items()} for (n, p), r in records.items()}
 
-    # the estimate for Tables 1-3 of params.yaml
-    n_models = {"resnet18": 0, "vgg16": 0}
-    for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16"):
-        n_models[cfg["tables"][table]["arch"]] += len(cfg["tables"][table]["rows"])
-    per_arch = {"resnet18": ["na_resnet18", "ln1_la10_resnet18"], "vgg16": ["na_vgg16"]}
-    parts = ("transfer", "square", "autoattack", "unbounded")
-    estimate = {"datasets": 2, "models": n_models, "per_part_job_s": {}}
-    total = 0.0
-    for part in parts:
-        s = sum(n_models[a] * sum(times[f"audit {m} {part}"]["wall_s"] for m in ms) / len(ms) for a, ms in per_arch.items())
-        estimate["per_part_job_s"][part] = round(s, 1)
-        total += s
-    crafting = 2 * sum(v["wall_s"] for k, v in times.items() if k.startswith("craft "))
-    members_train = 2 * sum(times.get(f"train surrogate_{a}", {"wall_s": 0})["wall_s"]
-                            for a in audit.ensemble_archs if a != cfg["surrogate"]["arch"])
-    estimate |= {"crafting_job_s": round(crafting, 1), "ensemble_training_job_s": round(members_train, 1),
-                 "work_job_s": round(total + crafting + members_train, 1),
-                 "jobs": 2 * (len(audit.transfer) + len(audit.ensemble_archs) - 1) + sum(n_models.values()) * len(parts)
-                 + 3}
+    estimate = {key: estimate_tables(times, cfg, audit, key) for key in ("cpu_s", "wall_s")}
     out = {"max_images": audit.max_images, "square_queries": audit.square_queries,
            "autoattack_eps": list(audit.autoattack_eps), "times": times, "accuracies": accuracies, "estimate": estimate,
            "note": "wall/cpu seconds of the work itself, one torch thread; job start-up comes on top"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(estimate, indent=2))
+
+
+def estimate_tables(times: dict, cfg: dict, audit: AuditConfig, key: str) -> dict:
+    """Job-seconds of the work the audit adds for Tables 1-3 of ``cfg`` from the measured ``times[...][key]``:
+    per dataset the extra ensemble trainings and the transfer sets, per classifier the audit parts (per-arch mean
+    of the measured models). ``cpu_s`` is what a job takes on an idle core (one thread per job); ``wall_s`` was
+    measured on the shared machine."""
+    n_models = {"resnet18": 0, "vgg16": 0}
+    for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16"):
+        n_models[cfg["tables"][table]["arch"]] += len(cfg["tables"][table]["rows"])
+    per_arch = {"resnet18": ["na_resnet18", "ln1_la10_resnet18"], "vgg16": ["na_vgg16"]}
+    parts = ("transfer", "square", "autoattack", "unbounded")
+    out: dict = {"datasets": 2, "models": n_models, "per_part": {}}
+    total = 0.0
+    for part in parts:
+        s = sum(n_models[a] * sum(times[f"audit {m} {part}"][key] for m in ms) / len(ms) for a, ms in per_arch.items())
+        out["per_part"][part] = round(s, 1)
+        total += s
+    crafting = 2 * sum(v[key] for k, v in times.items() if k.startswith("craft "))
+    members = 2 * sum(times.get(f"train surrogate_{a}", {key: math.nan})[key]  # nan: trained in an earlier run
+                      for a in audit.ensemble_archs if a != cfg["surrogate"]["arch"])
+    out |= {"crafting": round(crafting, 1), "ensemble_training": round(members, 1),
+            "total_work": round(total + crafting + members, 1),
+            "jobs": 2 * (len(audit.transfer) + len(audit.ensemble_archs) - 1) + sum(n_models.values()) * len(parts) + 3}
+    return out
 
 
 if __name__ == "__main__":
