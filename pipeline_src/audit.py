@@ -7,8 +7,8 @@ Two kinds of job, both on the same seeded subset of test images (``whitebox.subs
   or MI-FGSM through the ensemble surrogate, stored as uint8 like the paper's transfer sets, plus the indices of
   the images it covers;
 * :func:`audit_model` (one per classifier, or one per classifier and part): the transfer sets evaluated on the
-  classifier, Square Attack and AutoAttack against the classifier itself, and the unbounded PGD of the sanity
-  check. The record has the format of ``evaluate.score`` (accuracy, correct counts and per-image flags per
+  classifier, Square Attack and AutoAttack against the classifier itself, and the unbounded PGD (on the margin
+  loss, ``strong_attacks.margin_pgd``) of the sanity check. The record has the format of ``evaluate.score`` (accuracy, correct counts and per-image flags per
   column) plus ``attacks`` (effective settings and success rates) and ``test_indices``.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pipeline_src.attacks import _model_device, run_attack, success_rate, to_uint8
+from pipeline_src.attacks import _model_device, success_rate, to_uint8
 from pipeline_src.config import AuditConfig, AuditTransfer
-from pipeline_src.strong_attacks import di_fgsm, diversity_draws, mi_fgsm
+from pipeline_src.strong_attacks import di_fgsm, diversity_draws, margin_pgd, mi_fgsm
 from pipeline_src.whitebox import subset_indices
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,16 @@ def audit_model(cfg: AuditConfig, model_path: str | Path, test_path: str | Path,
             stats[column] = {"eps": eps, "version": cfg.autoattack_version, "attacks": list(result.attacks),
                              "target_classes": result.targets,
                              "success_rate_float": float(result.success.float().mean()) if len(labels) else 0.0}
-    if "unbounded" in parts:
-        x_adv, info = run_attack(model, x, labels, "pgd", eps=min(1.0, cfg.unbounded_eps / 255.0),
-                                 steps=cfg.unbounded_steps, seed=cfg.seed, batch_size=cfg.batch_size)
+    if "unbounded" in parts:  # on the margin loss: cross-entropy's gradient vanishes on confident images
+        eps = min(1.0, cfg.unbounded_eps / 255.0)
+        device = _model_device(model, x.device)
+        x_adv = torch.cat([margin_pgd(model, x[i:i + cfg.batch_size].to(device), labels[i:i + cfg.batch_size].to(device),
+                                      eps, cfg.unbounded_steps).cpu()
+                           for i in range(0, len(labels), cfg.batch_size)]) if len(labels) else x.clone()
         sets[UNBOUNDED_COLUMN] = to_uint8(x_adv)
-        stats[UNBOUNDED_COLUMN] = info
+        stats[UNBOUNDED_COLUMN] = {"method": "margin_pgd", "eps": cfg.unbounded_eps, "steps": cfg.unbounded_steps,
+                                   "stepsize": 2.5 * cfg.unbounded_eps / cfg.unbounded_steps,
+                                   "success_rate_float": success_rate(model, x_adv, labels, cfg.batch_size)}
     record = score(model, ckpt.config, sets, labels, cfg.batch_size, what="audit accuracy")
     record["attacks"] = stats
     record["test_indices"] = idx.tolist()

@@ -21,7 +21,7 @@ from pipeline_src.sanity import (autoattack_vs_pgd, eps_monotone, gradient_maski
                                  unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
 from pipeline_src.square import p_schedule, square_attack
 from pipeline_src.strong_attacks import (DiversityDraw, di_fgsm, diversity_draws, diversity_size, input_diversity,
-                                         mi_fgsm)
+                                         margin_pgd, mi_fgsm)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,6 +68,7 @@ ATTACKS = {
     "m_di2_fgsm": lambda m, x, y, eps: di_fgsm(m, x, y, eps, p=1.0, decay=1.0, generator=torch.Generator().manual_seed(0)),
     "square": lambda m, x, y, eps: square_attack(m, x, y, eps, 50, generator=torch.Generator().manual_seed(0)).adversarial,
     "ensemble_mi_fgsm": lambda m, x, y, eps: mi_fgsm(_ensemble(), x, y, eps),
+    "margin_pgd": lambda m, x, y, eps: margin_pgd(m, x, y, eps, steps=10),
 }
 
 
@@ -345,8 +346,7 @@ def test_gradient_masking_is_flagged_for_a_quantised_model_and_not_for_the_plain
                                _flags(model, mi_fgsm(model, x, y, eps), y)])
         square = _flags(model, square_attack(model, x, y, eps, 300, generator=torch.Generator().manual_seed(0)).adversarial, y)
         check = gradient_masking(sum(square), sum(gradient), len(y), threshold=10)
-        unbounded = unbounded_reaches_zero(sum(_flags(model, pgd(model, x, y, 1.0, steps=50,
-                                                                 generator=torch.Generator().manual_seed(0)), y)), len(y))
+        unbounded = unbounded_reaches_zero(sum(_flags(model, margin_pgd(model, x, y, 1.0, steps=50), y)), len(y))
         if name == "masked":
             assert check.failed, check.detail  # Square sees through the quantisation, the gradient does not
             assert check.values["gap_points"] > 10
@@ -354,6 +354,24 @@ def test_gradient_masking_is_flagged_for_a_quantised_model_and_not_for_the_plain
         else:
             assert not check.failed, check.detail
             assert not unbounded.failed, unbounded.detail
+
+
+def test_unbounded_margin_pgd_reaches_zero_where_cross_entropy_saturates():
+    """A confident linear model (logit margins in the hundreds): the cross-entropy's gradient underflows to exactly
+    zero in float32, so PGD on it cannot move even with the whole box; the margin loss's gradient does not vanish."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3)).eval()
+    model[1].weight.data = torch.randn(3, 48, generator=g) * 60
+    x = torch.rand(16, 3, 4, 4, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        top2 = model(x).topk(2).values
+    assert ((top2[:, 0] - top2[:, 1]) > 20).sum() >= 4  # saturated images exist
+    assert torch.count_nonzero(_input_grad(model, x, y).flatten(1).abs().sum(1) == 0) >= 4
+    ce = _flags(model, pgd(model, x, y, 1.0, steps=50, random_init=False), y)
+    margin = _flags(model, margin_pgd(model, x, y, 1.0, steps=50), y)
+    assert sum(ce) >= 4 and unbounded_reaches_zero(sum(ce), len(y)).failed
+    assert sum(margin) == 0 and not unbounded_reaches_zero(sum(margin), len(y)).failed
 
 
 def test_eps_monotone_tolerates_one_image_and_reports_transfer():
