@@ -197,6 +197,7 @@ def _check_semantics(cfg: dict, source: str) -> None:
 
     check_combined(cfg, source)
     _check_whitebox(cfg, source)
+    _check_audit(cfg, source)
 
 
 
@@ -544,6 +545,181 @@ class WhiteboxConfig:
         return [WhiteboxAttack.parse(s) for s in self.attacks]
 
 
+<<<<<<< HEAD
+=======
+# --------------------------------------------------------------------------- audit (issue 16, docs/audit.md)
+
+AUDIT_KEYS = {"mi_fgsm": {"eps", "steps", "stepsize", "decay", "surrogate"},
+              "di_fgsm": {"eps", "steps", "stepsize", "decay", "p", "resize_rate", "surrogate"}}
+
+
+def _check_audit(cfg: dict, source: str) -> None:
+    """What the schema cannot say about the 'audit' section."""
+    au = cfg.get("audit", {})
+    for name in au.get("tables", []):
+        if name not in cfg["tables"]:
+            raise ParamsError(f"{source}: 'audit.tables' names {name!r}, not a table under 'tables'; "
+                              f"tables: {', '.join(cfg['tables'])}")
+    reserved = {"clean", *(f"autoattack_eps{fmt_number(e)}" for e in au.get("autoattack", {}).get("eps", [])),
+                f"square_eps{fmt_number(au.get('square', {}).get('eps', 8))}", "pgd_unbounded"}
+    for name, attack in au.get("transfer", {}).items():
+        method = attack["method"]
+        extra = set(attack) - {"method"} - AUDIT_KEYS[method]
+        if extra:
+            raise ParamsError(f"{source}: 'audit.transfer.{name}.{sorted(extra)[0]}' does not apply to method "
+                              f"{method}; allowed keys for {method}: {', '.join(sorted(AUDIT_KEYS[method]))}")
+        if name in reserved or name in cfg["attacks"]:
+            raise ParamsError(f"{source}: 'audit.transfer.{name}' reuses the name of another column "
+                              f"({'an attack under attacks' if name in cfg['attacks'] else 'an audit column'}); "
+                              "rename it")
+    wb = cfg.get("whitebox", {})
+    shared = set(au.get("tables", cfg["tables"])) & set(wb.get("tables", cfg["tables"]))
+    if au.get("enabled") and wb.get("enabled") and shared and wb.get("max_images", 0) > 0 \
+            and not 0 < au.get("max_images", 0) <= wb["max_images"]:
+        raise ParamsError(f"{source}: 'audit.max_images' = {au.get('max_images', 0)} (0 = all) exceeds "
+                          f"'whitebox.max_images' = {wb['max_images']}: the audit compares with the white-box attacks "
+                          "on the same images; set audit.max_images to at most whitebox.max_images (or both to 0)")
+    archs = au.get("ensemble", {}).get("archs", [])
+    if au.get("enabled") and any(a.get("surrogate") == "ensemble" for a in au.get("transfer", {}).values()) \
+            and cfg["surrogate"]["arch"] not in archs:
+        raise ParamsError(f"{source}: 'audit.ensemble.archs' ({', '.join(archs)}) lacks the surrogate's arch "
+                          f"{cfg['surrogate']['arch']!r} ('surrogate.arch'): the ensemble extends the surrogate")
+
+
+@dataclass(frozen=True)
+class AuditTransfer:
+    """One transfer attack of the audit, every value resolved; eps and stepsize on the 0-255 scale."""
+    name: str
+    method: str
+    eps: float
+    steps: int
+    stepsize: float
+    decay: float
+    surrogate: str = "surrogate"
+    p: float = 0.5
+    resize_rate: float = 1.1
+
+    @classmethod
+    def from_params(cls, name: str, a: dict) -> "AuditTransfer":
+        eps, steps = float(a["eps"]), int(a.get("steps", 10))
+        return cls(name, a["method"], eps, steps, float(a.get("stepsize", eps / steps)),
+                   float(a.get("decay", 1.0 if a["method"] == "mi_fgsm" else 0.0)), a.get("surrogate", "surrogate"),
+                   float(a.get("p", 0.5)), float(a.get("resize_rate", 1.1)))
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The audit's section of params.yaml, resolved (audit.py, audit_tables.py)."""
+    transfer: tuple[AuditTransfer, ...] = ()
+    ensemble_archs: tuple[str, ...] = ("resnet18", "vgg16", "mobilenetv2")
+    max_images: int = 0
+    square_eps: float = 8.0
+    square_queries: int = 1000
+    square_p_init: float = 0.8
+    autoattack_version: str = "standard"
+    autoattack_eps: tuple[float, ...] = (4.0, 8.0)
+    unbounded_eps: float = 255.0
+    unbounded_steps: int = 100
+    masking_threshold: float = 10.0
+    eps_tolerance_images: int = 1
+    significance: float = 0.05
+    batch_size: int = 256
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "AuditConfig":
+        au = cfg["audit"]
+        return cls(transfer=tuple(AuditTransfer.from_params(n, a) for n, a in au["transfer"].items()),
+                   ensemble_archs=tuple(au["ensemble"]["archs"]), max_images=au["max_images"],
+                   square_eps=float(au["square"]["eps"]), square_queries=au["square"]["queries"],
+                   square_p_init=float(au["square"]["p_init"]), autoattack_version=au["autoattack"]["version"],
+                   autoattack_eps=tuple(float(e) for e in au["autoattack"]["eps"]),
+                   unbounded_eps=float(au["unbounded"]["eps"]), unbounded_steps=au["unbounded"]["steps"],
+                   masking_threshold=float(au["masking_threshold"]), eps_tolerance_images=au["eps_tolerance_images"],
+                   significance=float(au["significance"]), batch_size=cfg["evaluation"]["batch_size"],
+                   seed=cfg["seed"], threads=cfg["training"]["threads"])
+
+    @property
+    def square_column(self) -> str:
+        return f"square_eps{fmt_number(self.square_eps)}"
+
+    def autoattack_columns(self) -> dict[str, float]:
+        return {f"autoattack_eps{fmt_number(e)}": e for e in self.autoattack_eps}
+
+    def transfer_by_name(self, name: str) -> AuditTransfer:
+        for attack in self.transfer:
+            if attack.name == name:
+                return attack
+        raise KeyError(f"no audit transfer attack {name!r}; defined: {', '.join(a.name for a in self.transfer)}")
+
+
+# --------------------------------------------------------------------------- dataclass <-> CLI
+
+def _encode(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def to_cli_args(obj: Any) -> list[str]:
+    """Dataclass -> ['--key', 'value', ...]; booleans as --key / --no-key, dicts as k=v items, None omitted."""
+    args: list[str] = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(f"--{f.name}" if value else f"--no-{f.name}")
+        else:
+            args += [f"--{f.name}", *_encode(value)]
+    return args
+
+
+def _kv_int(item: str) -> tuple[str, int]:
+    key, sep, value = item.rpartition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=COUNT, got {item!r}")
+    return key, int(value)
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Mirror of ``to_cli_args``: one option per field, typed from the annotations."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        hint = hints[f.name]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        kwargs: dict[str, Any] = {"dest": f.name, "required": required}
+        if not required:
+            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        origin, targs = get_origin(hint), [a for a in get_args(hint) if a is not type(None)]
+        base = targs[0] if (origin is not None and origin not in (dict, tuple) and targs) else hint
+        if base is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
+        elif origin is dict or base is dict or get_origin(base) is dict:
+            parser.add_argument(f"--{f.name}", nargs="*", type=_kv_int, **kwargs)
+        elif origin is tuple or get_origin(base) is tuple:
+            item = (get_args(base) or get_args(hint) or (str,))[0]
+            parser.add_argument(f"--{f.name}", nargs="*", type=item, **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=base, **kwargs)
+
+
+def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
+    """Inverse of ``add_dataclass_arguments``: list options become dicts or tuples by the field's type."""
+    hints = get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        v = getattr(ns, f.name)
+        if isinstance(v, list):
+            v = dict(v) if get_origin(hints[f.name]) is dict else tuple(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+>>>>>>> audit
 def config_hash(obj: Any) -> str:
     """Stable short hash of a dataclass config, stored in checkpoints to refuse resuming a different run."""
     import hashlib

@@ -114,6 +114,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def _client(uri: str):
+    # MLflow prints every run's URL to stdout when it ends, credentials of the URI included (and reads the run
+    # back to do it): not here. Our own lines name the store redacted.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)

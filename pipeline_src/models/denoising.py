@@ -9,6 +9,7 @@ plain classifier; ``outputs`` returns (logits, f(x), x_hat) for training.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -126,15 +127,26 @@ def _split_vgg(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module
     return encoder, trunk, head, enc_channels, 2 ** k
 
 
+# arch -> split(spec) = (encoder, trunk, head, encoder channels, encoder downsampling). An arch defined in its own
+# file registers itself here (pipeline_src/models/mobilenet.py); models/__init__.py imports those files.
+ARCHS: dict[str, Callable[[ModelSpec], tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]]] = {
+    "resnet18": _split_resnet, "vgg16": _split_vgg}
+
+
+def register_arch(name: str, split: Callable[[ModelSpec], tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]]
+                  ) -> None:
+    ARCHS[name] = split
+
+
 class DenoisingClassifier(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
         if spec.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 for {spec.arch}, got {spec.image_size}")
-        split = {"resnet18": _split_resnet, "vgg16": _split_vgg}.get(spec.arch)
+        split = ARCHS.get(spec.arch)
         if split is None:
-            raise ValueError(f"unknown arch {spec.arch!r}; allowed: resnet18, vgg16")
+            raise ValueError(f"unknown arch {spec.arch!r}; allowed: {', '.join(ARCHS)}")
         self.normalize = Normalize(spec.in_channels)
         self.encoder, self.trunk, self.head, enc_channels, self.downsample = split(spec)
         self.decoder = Decoder(enc_channels, self.downsample, spec.in_channels, spec.decoder_activation)
