@@ -545,8 +545,6 @@ class WhiteboxConfig:
         return [WhiteboxAttack.parse(s) for s in self.attacks]
 
 
-<<<<<<< HEAD
-=======
 # --------------------------------------------------------------------------- audit (issue 16, docs/audit.md)
 
 AUDIT_KEYS = {"mi_fgsm": {"eps", "steps", "stepsize", "decay", "surrogate"},
@@ -654,72 +652,6 @@ class AuditConfig:
         raise KeyError(f"no audit transfer attack {name!r}; defined: {', '.join(a.name for a in self.transfer)}")
 
 
-# --------------------------------------------------------------------------- dataclass <-> CLI
-
-def _encode(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [f"{k}={v}" for k, v in value.items()]
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def to_cli_args(obj: Any) -> list[str]:
-    """Dataclass -> ['--key', 'value', ...]; booleans as --key / --no-key, dicts as k=v items, None omitted."""
-    args: list[str] = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            args.append(f"--{f.name}" if value else f"--no-{f.name}")
-        else:
-            args += [f"--{f.name}", *_encode(value)]
-    return args
-
-
-def _kv_int(item: str) -> tuple[str, int]:
-    key, sep, value = item.rpartition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=COUNT, got {item!r}")
-    return key, int(value)
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Mirror of ``to_cli_args``: one option per field, typed from the annotations."""
-    hints = get_type_hints(cls)
-    for f in fields(cls):
-        hint = hints[f.name]
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        kwargs: dict[str, Any] = {"dest": f.name, "required": required}
-        if not required:
-            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        origin, targs = get_origin(hint), [a for a in get_args(hint) if a is not type(None)]
-        base = targs[0] if (origin is not None and origin not in (dict, tuple) and targs) else hint
-        if base is bool:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
-        elif origin is dict or base is dict or get_origin(base) is dict:
-            parser.add_argument(f"--{f.name}", nargs="*", type=_kv_int, **kwargs)
-        elif origin is tuple or get_origin(base) is tuple:
-            item = (get_args(base) or get_args(hint) or (str,))[0]
-            parser.add_argument(f"--{f.name}", nargs="*", type=item, **kwargs)
-        else:
-            parser.add_argument(f"--{f.name}", type=base, **kwargs)
-
-
-def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
-    """Inverse of ``add_dataclass_arguments``: list options become dicts or tuples by the field's type."""
-    hints = get_type_hints(cls)
-    values = {}
-    for f in fields(cls):
-        v = getattr(ns, f.name)
-        if isinstance(v, list):
-            v = dict(v) if get_origin(hints[f.name]) is dict else tuple(v)
-        values[f.name] = v
-    return cls(**values)
-
-
->>>>>>> audit
 def config_hash(obj: Any) -> str:
     """Stable short hash of a dataclass config, stored in checkpoints to refuse resuming a different run."""
     import hashlib
