@@ -64,8 +64,8 @@ class Plan:
         return _named({a: a for a in self.attacks}, name, "attack", "'attacks'")
 
     def surrogate(self, dataset: str) -> ModelJob:
-        arch = self.cfg["surrogate"]["arch"]
-        return self.models[surrogate_name(dataset, arch, self.cfg["seed"] + self.cfg["surrogate"]["seed_offset"])]
+        """The model the dataset's attacks are crafted on (``surrogate.source``)."""
+        return self.models[attacker_name(self.cfg, dataset)]
 
     def evaluated_models(self, dataset: str | None = None) -> list[ModelJob]:
         return [m for m in self.models.values()
@@ -117,15 +117,27 @@ def build_plan(cfg: dict) -> Plan:
     from pipeline_src.combined_plan import build_combined
 
     denoisers, combined = build_combined(cfg, models, datasets, ModelJob, model_name)
-    s_arch, s_seed = cfg["surrogate"]["arch"], seed + cfg["surrogate"]["seed_offset"]
     for ds in datasets:
-        job = ModelJob(surrogate_name(ds, s_arch, s_seed), ds, s_arch, 0.0, 0.0, s_seed, surrogate=True)
-        models[job.name] = job
+        name = attacker_name(cfg, ds)
+        if name not in models:  # an independent surrogate, or an NA ResNet18 no table lists: trained for the attacks
+            job = (ModelJob(name, ds, cfg["surrogate"]["arch"], 0.0, 0.0, seed + cfg["surrogate"]["seed_offset"],
+                            surrogate=True) if cfg["surrogate"].get("source", "independent") == "independent"
+                   else ModelJob(name, ds, "resnet18", 0.0, 0.0, seed, surrogate=True))
+            models[job.name] = job
     wb = cfg.get("whitebox", {})
     return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
                 denoisers=denoisers, combined=combined,
                 whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else (),
                 whitebox_tables=tuple(wb.get("tables") or tables) if wb.get("enabled") else ())
+
+
+def attacker_name(cfg: dict, dataset: str) -> str:
+    """independent: the dataset's own surrogate; na_model: its undefended ResNet18 (the seed of ``seed``), the
+    model the paper's Table 1/2 NA row is."""
+    s = cfg["surrogate"]
+    if s.get("source", "independent") == "na_model":
+        return model_name(dataset, "resnet18", 0.0, 0.0, cfg["seed"])
+    return surrogate_name(dataset, s["arch"], cfg["seed"] + s["seed_offset"])
 
 
 def training_seeds(cfg: dict) -> list[int]:

@@ -26,12 +26,23 @@ def test_paper_profile_dry_run_plans_every_table_offline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    # 8 + 4 + 4 table rows and one surrogate per dataset; 5 attacks per dataset; Table 4 reuses Table 1's
-    # classifiers (one Reformer, four HGD*); every evaluated model is also attacked white-box
+    # 8 + 4 + 4 table rows, no extra surrogate (the NA ResNet18 crafts the attacks: surrogate.source na_model);
+    # 5 attacks per dataset; Table 4 reuses Table 1's classifiers (one Reformer, four HGD*); every evaluated
+    # model is also attacked white-box
     kinds = ("prepare", "train", "attack", "evaluate", "table", "train_denoiser", "combined_table", "whitebox")
     assert {k: int(counts.get(k, 0)) for k in kinds} == {
-        "prepare": 2, "train": 18, "attack": 10, "evaluate": 16, "table": 3, "train_denoiser": 5,
+        "prepare": 2, "train": 16, "attack": 10, "evaluate": 16, "table": 3, "train_denoiser": 5,
         "combined_table": 1, "whitebox": 16}
+    # every torch job asks for one GPU, as the dry run prints its resources (not as params.yaml says them)
+    torch_rules = ("train", "attack", "evaluate", "whitebox", "train_denoiser", "evaluate_denoised")
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", out, flags=re.M)
+    assert len(jobs) == 2 + 16 + 10 + 16 + 16 + 5 + 1 + 2 + 3 * 4 + 1 + 1  # every job, `all` included
+    for rule, resources in jobs:
+        gpu = re.search(r"\bgpu=(\d+)", resources)
+        if rule.startswith(torch_rules):
+            assert gpu and gpu.group(1) == "1", (rule, resources)
+        else:
+            assert gpu is None, (rule, resources)
     for table in ("table1_skin4_resnet18", "table2_chest3_resnet18", "table3_skin4_vgg16", "table4_skin4_combined"):
         assert f"results/tables/{table}.csv" in out
     assert "data/prepared/isic2018/train.pt" in out and "data/prepared/rsna/train.pt" in out
