@@ -11,7 +11,7 @@ LOCK_VENV := .venv-lock
 # The venv's tools come first on PATH so every Snakemake job runs the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test test-fast install clean dry-run report dvc-yaml lock
+.PHONY: run audit test test-fast install clean dry-run report dvc-yaml lock
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 	$(BIN)/python -m pipeline_src summary
+
+# Beyond the paper, after `make run`: strong and ensemble transfer, Square Attack, AutoAttack and sanity checks
+# on every classifier of Tables 1-3 (docs/audit.md; about 45 minutes on 2 cores, so not part of `make run`)
+audit: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) audit
 
 # The HTML report of the last run (tables, figures, captions from workflow/report/).
 report: $(STAMP)

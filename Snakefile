@@ -39,6 +39,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/denoisers.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/whitebox.smk"
+include: "workflow/rules/audit.smk"
 
 
 # Every table, its comparison with the paper, statistics, figures and white-box tables.

@@ -49,6 +49,9 @@ class Plan:
     combined: dict = field(default_factory=dict)  # combined table -> [combined.CombinedRow]
     whitebox: tuple[str, ...] = ()  # white-box attack columns; empty when whitebox.enabled is false
     whitebox_tables: tuple[str, ...] = ()  # tables with a white-box twin (whitebox.tables, default all)
+    audit_tables: tuple[str, ...] = ()  # tables whose models the audit attacks (audit.tables, default all)
+    audit_transfer: tuple[str, ...] = ()  # the audit's transfer sets, crafted once per dataset
+    members: dict = field(default_factory=dict)  # dataset -> the ensemble surrogate's model names, in arch order
 
     def model(self, name: str) -> ModelJob:
         """The model called ``name``; one message naming the choices when the parameters have none."""
@@ -71,6 +74,13 @@ class Plan:
         return [m for m in self.models.values()
                 if not m.surrogate and m.evaluated and (dataset is None or m.dataset == dataset)]
 
+    def audit_models(self) -> list[ModelJob]:
+        """The models of the audited tables, each once, in table order."""
+        return list({m.name: m for t in self.audit_tables for m in self.tables[t]}.values())
+
+    def audit_datasets(self) -> list[str]:
+        return list(dict.fromkeys(self.models[m.name].dataset for m in self.audit_models()))
+
     def whitebox_models(self) -> list[ModelJob]:
         """The models of the white-box tables, each once, in table order."""
         return list({m.name: m for t in self.whitebox_tables for m in self.tables[t]}.values())
@@ -90,7 +100,8 @@ def structure_hash(plan: Plan) -> str:
              "tables": {t: [m.name for m in rows] for t, rows in plan.tables.items()},
              "denoisers": sorted(plan.denoisers),
              "combined": {t: [[r.label, r.model, r.denoiser] for r in rows] for t, rows in plan.combined.items()},
-             "whitebox": [list(plan.whitebox), list(plan.whitebox_tables)]}
+             "whitebox": [list(plan.whitebox), list(plan.whitebox_tables)],
+             "audit": [list(plan.audit_tables), list(plan.audit_transfer), plan.members]}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -124,11 +135,28 @@ def build_plan(cfg: dict) -> Plan:
                             surrogate=True) if cfg["surrogate"].get("source", "independent") == "independent"
                    else ModelJob(name, ds, "resnet18", 0.0, 0.0, seed, surrogate=True))
             models[job.name] = job
-    wb = cfg.get("whitebox", {})
+    wb, au = cfg.get("whitebox", {}), cfg.get("audit", {})
+    audit_tables = tuple(au.get("tables") or tables) if au.get("enabled") else ()
+    members: dict[str, list[str]] = {}
+    for ds in dict.fromkeys(tables[t][0].dataset for t in audit_tables if tables[t]):
+        # the ensemble surrogate: the attacker itself for its arch, the others trained like an independent surrogate
+        s_seed = seed + cfg["surrogate"]["seed_offset"]
+        names = []
+        for arch in au["ensemble"]["archs"]:
+            attacker = models[attacker_name(cfg, ds)]
+            if arch == attacker.arch:
+                names.append(attacker.name)
+                continue
+            job = ModelJob(surrogate_name(ds, arch, s_seed), ds, arch, 0.0, 0.0, s_seed, surrogate=True)
+            models.setdefault(job.name, job)
+            names.append(job.name)
+        members[ds] = names
     return Plan(cfg=cfg, models=models, tables=tables, datasets=tuple(datasets), attacks=attack_columns(cfg["attacks"]),
                 denoisers=denoisers, combined=combined,
                 whitebox=attack_columns(wb["attacks"]) if wb.get("enabled") else (),
-                whitebox_tables=tuple(wb.get("tables") or tables) if wb.get("enabled") else ())
+                whitebox_tables=tuple(wb.get("tables") or tables) if wb.get("enabled") else (),
+                audit_tables=audit_tables, audit_transfer=tuple(au.get("transfer", {})) if audit_tables else (),
+                members=members)
 
 
 def attacker_name(cfg: dict, dataset: str) -> str:

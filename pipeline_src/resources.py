@@ -18,7 +18,7 @@ from pipeline_src.config import ParamsError
 
 # Rule kinds whose jobs call torch.set_num_threads(training.threads).
 TORCH_KINDS = frozenset({"train", "attack", "evaluate", "train_denoiser", "evaluate_denoised",
-                         "whitebox"})
+                         "whitebox", "audit_craft", "audit_model"})
 FIELDS = ("mem_mb", "runtime", "gpu")
 
 

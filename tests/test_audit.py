@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import nn
 from pipeline_src.attacks import _input_grad, pgd
 from pipeline_src.config import AuditConfig, ParamsError, load_params, validate_params
 from pipeline_src.models.ensemble import EnsembleSurrogate
+from pipeline_src.plan import build_plan
 from pipeline_src.sanity import (autoattack_vs_pgd, eps_monotone, gradient_masking, iterative_vs_single,
                                  unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
 from pipeline_src.square import p_schedule, square_attack
@@ -660,3 +662,42 @@ def test_audit_jobs_end_to_end(tmp_path):
     assert (tmp_path / "audit_t.png").read_bytes() == (tmp_path / "audit_t2.png").read_bytes()
     assert (tmp_path / "audit_t_summary.csv").read_text().splitlines()[0].startswith("table,lambda_n,lambda_a,eps")
     assert set(PARTS) == {"transfer", "square", "autoattack", "unbounded"}
+
+
+# --------------------------------------------------------------------------- the audit through the workflow
+
+@pytest.mark.heavy
+@pytest.mark.slow
+def test_make_audit_on_the_smoke_config_writes_the_audit_table_with_its_checks(smoke_run, tmp_path):
+    """`snakemake audit` after the smoke run (a copy of it: its outputs stay as they were for the other tests):
+    the ensemble members, the strong transfer sets, every audit part of every audited model, and the table with
+    its threat models, Wilson intervals, sanity columns and verdicts; each job tracked."""
+    import shutil
+
+    from workflow_helpers import planned_total, snakemake_in, tracked_runs
+
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_run, root, symlinks=True)
+    params = load_params(root / "params.yaml")
+    dry = snakemake_in(root, "-n", "audit")
+    result = snakemake_in(root, "audit")
+    assert result.returncode == 0, result.stderr[-4000:]
+    plan = build_plan(validate_params(params))
+    # members (2 per audited dataset), the transfer sets, 4 parts per model, the table: nothing else re-ran
+    expected = 2 + len(plan.audit_transfer) + 4 * len(plan.audit_models()) + len(plan.audit_tables) + 1
+    assert planned_total(dry) == expected
+    for table in plan.audit_tables:
+        df = pd.read_csv(root / "results" / "tables" / f"audit_{table}.csv", keep_default_na=False)
+        assert len(df) == len(plan.tables[table])
+        assert {"clean", "clean_ci_low", "clean_ci_high", "pgd_unbounded"} <= set(df.columns)
+        for threat in ("transfer", "strong_transfer", "ensemble_transfer", "whitebox", "square", "autoattack"):
+            assert any(c.startswith(f"{threat}_eps") for c in df.columns), threat
+        checks = [c for c in df.columns if c.startswith("check_") and not c.endswith("_detail")]
+        assert checks and all(set(df[c]) <= {"pass", "fail", "note", "n/a"} for c in checks), df[checks]
+        summary = pd.read_csv(root / "results" / "tables" / f"audit_{table}_summary.csv", keep_default_na=False)
+        assert len(summary) == len(plan.tables[table]) - 1  # every defended row against NA
+        assert set(summary["verdict"]) <= {"keeps", "ahead, not significant", "loses", "no advantage"}
+        assert (root / "results" / "figures" / f"audit_{table}.png").stat().st_size > 5000
+    found = tracked_runs(root)
+    assert len(found["audit_model"]) == 4 * len(plan.audit_models())
+    assert len(found["audit_craft"]) == len(plan.audit_transfer) and len(found["audit_table"]) == len(plan.audit_tables)

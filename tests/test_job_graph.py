@@ -15,7 +15,8 @@ from pipeline_src.stages import _common as common
 from workflow_helpers import REPO, SMOKE
 
 STAGES = ("prepare", "train", "attack", "evaluate", "whitebox", "table", "whitebox_table", "stats", "figures",
-          "attack_figure", "train_denoiser", "evaluate_denoised", "combined_table")
+          "attack_figure", "train_denoiser", "evaluate_denoised", "combined_table", "audit_craft", "audit_model",
+          "audit_table")
 
 
 def jobs_of(plan) -> dict[str, list[str]]:
@@ -26,7 +27,10 @@ def jobs_of(plan) -> dict[str, list[str]]:
             "evaluate": [m.name for m in plan.evaluated_models()], "whitebox": [m.name for m in plan.whitebox_models()],
             "table": list(plan.tables), "whitebox_table": list(plan.whitebox_tables), "stats": list(plan.tables),
             "figures": list(plan.tables), "attack_figure": list(plan.datasets), "train_denoiser": list(plan.denoisers),
-            "evaluate_denoised": list(evaluation_jobs(plan.combined)), "combined_table": list(plan.combined)}
+            "evaluate_denoised": list(evaluation_jobs(plan.combined)), "combined_table": list(plan.combined),
+            "audit_craft": list(plan.audit_transfer), "audit_table": list(plan.audit_tables),
+            "audit_model": [f"{m.name}/{part}" for m in plan.audit_models()
+                            for part in ("transfer", "square", "autoattack", "unbounded")]}
 
 
 @pytest.fixture(scope="module", params=["default", "smoke"])

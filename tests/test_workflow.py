@@ -156,23 +156,26 @@ def test_an_overlay_that_keeps_the_default_run_name_is_refused(smoke_run, tmp_pa
 @pytest.mark.heavy
 @pytest.mark.slow
 def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_run, tmp_path):
-    """An overlay with its own run name, after the default run: its dry run counts the jobs the real run
-    then executes, every default output keeps its bytes, and its MLflow runs land in their own experiment."""
+    """An overlay with its own run name, after the default run: its dry run counts the jobs the real run then
+    executes, every default output keeps its bytes, and its MLflow runs land in their own experiment.
+    The overlay also lets the NA ResNet18 craft the attacks (surrogate.source: na_model, the paper's attacker):
+    the attack jobs read the NA model, and its I-FGSM accuracy equals its white-box I-FGSM accuracy."""
+    na = "chest3_resnet18_ln0_la0_s0"
+    params = load_params(smoke_run / "params.yaml")
+    params.update(run="tiny", surrogate={**params["surrogate"], "source": "na_model"}, combined_tables={},
+                  attacks={"ifgsm10_eps4": params["attacks"]["ifgsm10_eps4"]},
+                  tables={"table2_chest3_resnet18": {**params["tables"]["table2_chest3_resnet18"],
+                                                     "rows": [{"lambda_n": 0, "lambda_a": 0}, {"lambda_n": 1, "lambda_a": 10}]}},
+                  whitebox={**params["whitebox"], "max_images": 0, "tables": ["table2_chest3_resnet18"],
+                            "attacks": {"ifgsm10_eps4": params["whitebox"]["attacks"]["ifgsm10_eps4"]}},
+                  audit={**params.get("audit", {}), "enabled": False})
     overlay = tmp_path / "tiny.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "run": "tiny", "datasets": {"chest3": {"split": {"train": 20, "test": 8}}},
-        "attacks": {"fgsm_eps4": {"method": "fgsm", "eps": 4}},
-        "tables": {"table2_chest3_resnet18": {"dataset": "chest3", "arch": "resnet18",
-                                              "rows": [{"lambda_n": 0, "lambda_a": 0}]}},
-        "whitebox": {"enabled": False}, "combined_tables": {}}))
-    # the overlay replaces mappings key by key: drop what it does not name, as a user's overlay file would
-    params = load_params(smoke_run / "params.yaml", overlay)
-    params["tables"] = {"table2_chest3_resnet18": params["tables"]["table2_chest3_resnet18"]}
-    params["attacks"] = {"fgsm_eps4": params["attacks"]["fgsm_eps4"]}
-    overlay.write_text(yaml.safe_dump({**params, "run": "tiny"}, sort_keys=False))
+    overlay.write_text(yaml.safe_dump(params, sort_keys=False))
     before = file_hashes(smoke_run)
     dry = snakemake_in(smoke_run, "-n", overlays=(overlay,))
     assert dry.returncode == 0, dry.stderr[-3000:]
+    attack_inputs = [line for line in dry.stdout.split("rule attack:")[1:]]
+    assert attack_inputs and all(f"models/{na}.pt" in block.split("\n")[1] for block in attack_inputs)
     real = snakemake_in(smoke_run, overlays=(overlay,))
     assert real.returncode == 0, real.stderr[-3000:]
     assert planned_total(dry) == executed_total(real) > 5
@@ -180,7 +183,13 @@ def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_ru
     tree = smoke_run / "runs" / "tiny"
     assert (tree / "results" / "tables" / "table2_chest3_resnet18.csv").is_file()
     assert (tree / "params.yaml").read_text().startswith("# Written by the Snakefile: the parameters of run tiny")
+    assert not (tree / "models" / "chest3_surrogate_resnet18_s1000.pt").exists()  # no independent surrogate
     assert set(tracked_runs(smoke_run, "tiny")) >= {"train", "attack", "evaluate", "table", "parent"}
+    # crafted on the NA model itself: its transferred I-FGSM is its white-box I-FGSM, image for image
+    evaluation = json.loads((tree / "results" / "metrics" / "eval" / f"{na}.json").read_text())
+    whitebox = json.loads((tree / "results" / "metrics" / "whitebox" / f"{na}.json").read_text())
+    assert whitebox["test_indices"] == list(range(evaluation["n_test"]))  # every image (max_images 0)
+    assert evaluation["correct"]["ifgsm10_eps4"] == whitebox["correct"]["ifgsm10_eps4"]
 
 
 @pytest.mark.heavy
