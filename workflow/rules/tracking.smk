@@ -1,7 +1,8 @@
-# MLflow tracking (pipeline_src/tracking.py, docs/tracking.md). Jobs never talk to the store: each writes a
-# record into .tracking/spool/ of the run's directory, and one background flusher, started when the
-# workflow starts and stopped when it ends, logs them as runs, children of one parent run per invocation.
-# A store that cannot be reached stops the workflow before any job runs.
+# The workflow's start and end: MLflow tracking (pipeline_src/tracking.py, docs/tracking.md), then the headline
+# (pipeline_src/headline.py). Jobs never talk to the store: each writes a record into .tracking/spool/ of the
+# run's directory, and one background flusher, started when the workflow starts and stopped when it ends, logs
+# them as runs, children of one parent run per invocation. A store that cannot be reached stops the workflow
+# before any job runs.
 import datetime as _dt
 import subprocess as _subprocess
 
@@ -53,6 +54,9 @@ def _stop_flusher(status):
 
 onsuccess:
     _stop_flusher("FINISHED")
+    from pipeline_src.headline import headline
+
+    print(headline(PLAN, Path.cwd()), file=sys.stderr)  # the run's result in plain words, where the tables are
 
 
 onerror:
