@@ -150,6 +150,7 @@ def dvc_repo(tmp_path_factory) -> Path:
     params["attacks"] = {a: params["attacks"][a] for a in ("fgsm_eps4", "ifgsm10_eps4")}
     params["combined_tables"] = {}
     params["whitebox"] = {k: v for k, v in params["whitebox"].items() if k != "tables"}  # off, and no table named
+    params["audit"] = {k: v for k, v in params["audit"].items() if k != "tables"} | {"enabled": False}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(repo, "init", "-q")  # the clone holds the repository's .dvc/ (config, .gitignore): already a DVC project
     render_in(repo)
