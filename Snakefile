@@ -30,6 +30,15 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# `--software-deployment-method apptainer`: every job in the image the Containerfile builds from
+# requirements.lock (docs/cluster.md: build, push, set container_image); without it the directive is ignored.
+container: CFG["container_image"]
+
+
+include: "workflow/rules/paths.smk"
+include: "workflow/rules/constraints.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -116,3 +116,11 @@ def test_run_names_are_safe_path_components(run):
     raw["run"] = run
     with pytest.raises(ParamsError, match="run"):
         validate_params(raw)
+
+
+def test_snakemake_lint_is_clean():
+    """Every rule runs in the Containerfile's image under apptainer (one `container:`), helpers live apart from
+    rules (workflow/rules/paths.smk, common.smk), no absolute path."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr, out.stdout[-3000:]

@@ -1,27 +1,6 @@
 # Beyond the paper, "is the defence real?" (docs/audit.md): strong and ensemble transfer, Square Attack,
 # AutoAttack and sanity checks on the models of audit.tables. Not part of `rule all` (about 5,300 job-seconds
 # on the CPU default, against the default run's few hundred): `snakemake --cores all audit`, or `make audit`.
-AUDIT_PARTS = ("transfer", "square", "autoattack", "unbounded")
-
-
-wildcard_constraints:
-    part="|".join(AUDIT_PARTS),
-    audit_attack=_alternatives(PLAN.audit_transfer),
-
-
-def audit_set_path(dataset, attack):
-    return f"data/adversarial/{dataset}/audit_{attack}.pt"
-
-
-def audit_record_path(model, part):
-    return f"results/metrics/audit/{model}/{part}.json"
-
-
-def audit_outputs():
-    return [f"results/tables/audit_{t}{s}" for t in PLAN.audit_tables for s in (".csv", "_summary.csv")] + \
-           [f"results/figures/audit_{t}.png" for t in PLAN.audit_tables]
-
-
 rule audit_craft:
     input:
         surrogates=lambda w: [model_path(m) for m in importlib.import_module("pipeline_src.stages.audit_craft")

@@ -21,7 +21,7 @@ PY = shlex.quote(sys.executable)  # the interpreter running Snakemake: the venv'
 RAW_CONFIG = yaml.safe_load(yaml.safe_dump(config))  # as merged, before Snakemake's validate() fills defaults in
 # params.yaml first, then the --configfile overlays merged over it
 _files = [str(p) for p in workflow.configfiles]
-_sources = " + ".join(sorted(_files, key=lambda p: not p.endswith("/params.yaml"))) or "params.yaml"
+_sources = " + ".join(sorted(_files, key=lambda p: Path(p).name != "params.yaml")) or "params.yaml"
 try:
     load_params(*workflow.configfiles)  # Snakemake's own loader lets a duplicated key win silently: ours refuses it
     CFG = validate_params(config, source=_sources)
@@ -109,13 +109,6 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "(?!)"
 
 
-wildcard_constraints:
-    dataset=_alternatives(PLAN.datasets),
-    model=_alternatives(PLAN.models),
-    attack=_alternatives(PLAN.attacks),
-    table=_alternatives(PLAN.tables),
-
-
 # --------------------------------------------------------------------------- what a stage reads
 def code(stage):
     """The source files of a stage: its entry module and everything it imports (editing one re-runs its jobs)."""
@@ -160,12 +153,10 @@ def get_final_output():
 
 # --------------------------------------------------------------------------- resources per rule
 # What a job reserves locally and requests from a cluster, from params.yaml's `resources:` section
-# (pipeline_src/resources.py). One line each in a rule, with the rule's own name as the kind:
+# (pipeline_src/resources.py). Two lines in each rule, with the rule's own name as the kind, e.g. for train
 #
-#     rule my_rule:
-#         ...
-#         threads: job_threads("my_rule")
-#         resources: **job_resources("my_rule")
+#         threads: job_threads("train")
+#         resources: **job_resources("train")
 #
 # A kind without an entry in params gets resources.default (and 1 thread). A rule whose job runs torch
 # with training.threads threads: add its name to pipeline_src.resources.TORCH_KINDS. A GPU job: give
@@ -189,7 +180,7 @@ def job_resources(kind):
 
 
 def check_resource_kinds():
-    """Called at the end of the Snakefile, once every rule exists: a misspelt entry is an error."""
+    """Called at the end of the Snakefile, once all rules exist: a misspelt entry is an error."""
     try:
         _resources.check_resources(CFG, {r.name for r in workflow.rules} | _RESOURCE_KINDS, source=_sources)
     except ParamsError as err:

@@ -1,10 +1,4 @@
 # Raw images -> the paper's subsampling rules -> uint8 tensors, decoded once.
-def raw_inputs(dataset):
-    """A folder dataset's labels.csv: editing it re-prepares the dataset."""
-    ds = CFG["datasets"][dataset]
-    return [repo_file(os.path.join(ds["path"], "labels.csv"))] if ds["source"] == "folder" else []
-
-
 rule prepare:
     input:
         raw=lambda w: raw_inputs(w.dataset),

@@ -1,26 +1,5 @@
 # Table 4: input denoisers (Reformer per dataset, HGD* per protected classifier) in front of Table 1's
 # classifiers, evaluated on the same transferred attacks (pipeline_src/combined*.py, denoisers.py).
-from pipeline_src.combined_plan import evaluation_jobs
-
-wildcard_constraints:
-    denoiser=_alternatives(PLAN.denoisers),
-    ctable=_alternatives(PLAN.combined),
-
-
-def denoiser_path(name):
-    return f"models/denoisers/{name}.pt"
-
-
-def denoised_eval_path(denoiser, model):
-    return f"results/metrics/eval_denoised/{denoiser}/{model}.json"
-
-
-def protected_classifier(denoiser):
-    """HGD: the classifier whose features guide the denoiser; the Reformer needs none."""
-    job = PLAN.denoisers[denoiser]
-    return [model_path(job.protects)] if job.protects else []
-
-
 rule train_denoiser:
     input:
         train=lambda w: prepared(PLAN.denoisers[w.denoiser].dataset, "train"),
@@ -70,10 +49,6 @@ for _table, _pairs in evaluation_jobs(PLAN.combined).items():
             stage_cmd("evaluate_denoised") + " --table {params.table:q} --denoisers {input.denoisers:q}"
             " --models {input.models:q} --outs {output:q} --test {input.test:q}"
             " --adversarial {params.adversarial:q} --log {log:q}"
-
-
-def combined_evals(table):
-    return [denoised_eval_path(r.denoiser, r.model) if r.denoiser else eval_path(r.model) for r in PLAN.combined[table]]
 
 
 rule combined_table:

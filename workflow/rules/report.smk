@@ -1,23 +1,5 @@
 # What people look at: statistics next to the tables, figures, and the Snakemake HTML report
 # (`snakemake --report results/report.html`; captions in workflow/report/).
-REPORT = REPO / "workflow" / "report"
-CAPTIONS = {"vs_paper": "vs_paper_figure"}  # vs_paper.rst captions the table of the same name
-FIGURE_KINDS = ("accuracy_vs_eps", "ablation", "training", "vs_paper", "reconstructions")  # figures.TABLE_FIGURES
-
-
-def figure_path(table, kind):
-    return f"results/figures/{table}_{kind}.png"
-
-
-def reconstructing_models(table):
-    """One model per row with lambda_a > 0 (the first seed), for the auto-encoder figure."""
-    first = {}
-    for job in PLAN.tables[table]:
-        if job.lambda_a > 0:
-            first.setdefault((job.lambda_n, job.lambda_a), job)
-    return list(first.values())
-
-
 rule stats:
     input:
         evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],
@@ -80,9 +62,3 @@ rule attack_figure:
     shell:
         stage_cmd("attack_figure") + " --dataset {wildcards.dataset:q} --test {input.test:q}"
         " --adversarial {params.adversarial:q} --out {output:q} --log {log:q}"
-
-
-def report_outputs():
-    return ([f"results/tables/{t}_stats.csv" for t in PLAN.tables]
-            + [figure_path(t, k) for t in PLAN.tables for k in FIGURE_KINDS]
-            + [f"results/figures/{ds}_attacks.png" for ds in PLAN.datasets])

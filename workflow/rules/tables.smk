@@ -1,14 +1,5 @@
 # The paper's tables: one row per model, accuracy in percent, a side-by-side with the paper, the flat
 # metrics `dvc metrics show` reads and the accuracy-vs-eps data `dvc plots show` draws.
-def paper_file(section, table):
-    entry = CFG[section][table]
-    return [repo_file(Path("paper") / entry["paper"])] if "paper" in entry else []
-
-
-def paper_arg(input):
-    return ["--paper", input.paper[0]] if input.paper else []
-
-
 rule table:
     input:
         evals=lambda w: [eval_path(m.name) for m in PLAN.tables[w.table]],

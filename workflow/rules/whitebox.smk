@@ -1,13 +1,5 @@
 # Beyond the paper: FGSM, I-FGSM and PGD crafted on each evaluated model itself (white-box), one table
 # per paper table (results/tables/whitebox_<table>.csv; params' whitebox.tables selects them, default all).
-def whitebox_path(name):
-    return f"results/metrics/whitebox/{name}.json"
-
-
-def whitebox_tables():
-    return [f"results/tables/whitebox_{t}.csv" for t in PLAN.whitebox_tables]
-
-
 rule whitebox:
     input:
         weights=model_path("{model}"),
