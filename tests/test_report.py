@@ -2,8 +2,10 @@
 Snakemake HTML report, and the summary `make run` prints."""
 from __future__ import annotations
 
+import base64
 import math
 import struct
+from pathlib import Path
 import subprocess
 import sys
 
@@ -75,6 +77,53 @@ def test_snakemake_report_holds_the_tables_figures_and_captions(smoke_run, tmp_p
     for name in [*FIGURES, *(f"{t}_stats.csv" for t in PLAN.tables), *(f"{t}.csv" for t in PLAN.tables)]:
         assert name in html, name
     assert "exact McNemar test against the NA row" in html  # a caption from workflow/report/
+    for name in ("table4_skin4_combined.csv", "table4_skin4_combined_vs_paper.csv",
+                 *(f"whitebox_{t}.csv" for t in PLAN.whitebox_tables)):
+        assert name in html, name  # every table the run made, beyond Tables 1-3 too
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.heavy
+@pytest.mark.slow
+def test_the_report_in_a_browser_shows_table4_and_a_whitebox_table(smoke_run, tmp_path):
+    """The HTML report as a reader opens it: headless Chromium clicks through to Table 4 and a white-box table
+    and sees their rows (the report renders its tables with JavaScript, so a text search of the file is not
+    enough)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium), as .ci/run does")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is absent: pip install -e '.[test]'")
+    out = tmp_path / "report.html"
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--report", str(out)], cwd=smoke_run,
+                            capture_output=True, text=True, timeout=300, env=hermetic_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    wb_table = PLAN.whitebox_tables[0]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(out.as_uri(), timeout=60_000)
+            for subcategory, content, name, cell, caption in (
+                    ("table4_skin4_combined", "as in the paper", "table4_skin4_combined", "HGD*+Ln+La",
+                     "Table 4 of the paper, ours"),
+                    (wb_table, "white-box (beyond the paper)", wb_table, "pgd20_eps8", "crafted on each model itself")):
+                page.goto(out.as_uri(), timeout=60_000)
+                page.get_by_text("Tables", exact=True).first.click(timeout=60_000)
+                page.get_by_text(subcategory, exact=True).first.click(timeout=60_000)
+                page.get_by_text(content, exact=True).first.click(timeout=60_000)
+                row = page.locator("tr", has_text=name).last
+                # the eye opens the CSV (a data URI the report embeds), the (i) its caption
+                href = row.locator("a[iconname=eye]").get_attribute("href", timeout=60_000)
+                csv = base64.b64decode(href.split("base64,", 1)[1]).decode()
+                assert cell in csv, csv[:300]
+                row.locator("a[iconname=information-circle]").click(timeout=60_000)
+                page.get_by_text(caption, exact=False).first.wait_for(timeout=60_000)
+                page.screenshot(path=str(tmp_path / f"{subcategory}.png"))
+        finally:
+            browser.close()
 
 
 @pytest.mark.slow

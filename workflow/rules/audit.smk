@@ -50,9 +50,12 @@ rule audit_table:
         whitebox=lambda w: [whitebox_path(m.name) for m in PLAN.tables[w.table]] if w.table in PLAN.whitebox_tables else [],
         code=code("audit_table"),
     output:
-        table="results/tables/audit_{table}.csv",
-        summary="results/tables/audit_{table}_summary.csv",
-        figure="results/figures/audit_{table}.png",
+        table=report("results/tables/audit_{table}.csv", caption=str(REPORT / "audit.rst"), category="Audit",
+                     subcategory="{table}", labels={"table": "{table}", "content": "threat models and checks"}),
+        summary=report("results/tables/audit_{table}_summary.csv", caption=str(REPORT / "audit_summary.rst"),
+                       category="Audit", subcategory="{table}", labels={"table": "{table}", "content": "advantage over NA"}),
+        figure=report("results/figures/audit_{table}.png", caption=str(REPORT / "audit_figure.rst"), category="Audit",
+                      subcategory="{table}", labels={"table": "{table}", "content": "robust accuracy by threat model"}),
     log:
         "logs/tables/audit_{table}.log",
     params:

@@ -57,8 +57,10 @@ rule combined_table:
         paper=lambda w: paper_file("combined_tables", w.ctable),
         code=code("combined_table"),
     output:
-        table="results/tables/{ctable}.csv",
-        vs_paper="results/tables/{ctable}_vs_paper.csv",
+        table=report("results/tables/{ctable}.csv", caption=str(REPORT / "combined.rst"), category="Tables",
+                     subcategory="{ctable}", labels={"table": "{ctable}", "content": "as in the paper"}),
+        vs_paper=report("results/tables/{ctable}_vs_paper.csv", caption=str(REPORT / "combined_vs_paper.rst"),
+                        category="Tables", subcategory="{ctable}", labels={"table": "{ctable}", "content": "ours vs the paper"}),
     log:
         "logs/tables/{ctable}.log",
     params:

@@ -23,7 +23,8 @@ rule whitebox_table:
         evals=lambda w: [whitebox_path(m.name) for m in PLAN.tables[w.table]],
         code=code("whitebox_table"),
     output:
-        "results/tables/whitebox_{table}.csv",
+        report("results/tables/whitebox_{table}.csv", caption=str(REPORT / "whitebox.rst"), category="Tables",
+               subcategory="{table}", labels={"table": "{table}", "content": "white-box (beyond the paper)"}),
     log:
         "logs/tables/whitebox_{table}.log",
     params:
