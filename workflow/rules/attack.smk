@@ -9,6 +9,8 @@ rule attack:
         metrics="results/metrics/attacks/{dataset}/{attack}.json",
     log:
         "logs/attack/{dataset}/{attack}.log",
+    benchmark:
+        "benchmarks/attack/{dataset}/{attack}.tsv",
     params:
         reads=lambda w: reads("attack", w.attack),
     threads: job_threads("attack")

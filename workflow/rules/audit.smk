@@ -12,6 +12,8 @@ rule audit_craft:
         metrics="results/metrics/audit/attacks/{dataset}/{audit_attack}.json",
     log:
         "logs/audit/craft/{dataset}/{audit_attack}.log",
+    benchmark:
+        "benchmarks/audit/craft/{dataset}/{audit_attack}.tsv",
     params:
         reads=lambda w: reads("audit_craft", w.audit_attack),
     threads: job_threads("audit_craft")
@@ -33,6 +35,8 @@ rule audit_model:
         audit_record_path("{model}", "{part}"),
     log:
         "logs/audit/{model}/{part}.log",
+    benchmark:
+        "benchmarks/audit/{model}/{part}.tsv",
     params:
         reads=lambda w: reads("audit_model", f"{w.model}/{w.part}"),
         transfer=lambda w, input: ["--transfer", *pairs(PLAN.audit_transfer, input.transfer)] if input.transfer else [],
@@ -58,6 +62,8 @@ rule audit_table:
                       subcategory="{table}", labels={"table": "{table}", "content": "robust accuracy by threat model"}),
     log:
         "logs/tables/audit_{table}.log",
+    benchmark:
+        "benchmarks/tables/audit_{table}.tsv",
     params:
         reads=lambda w: reads("audit_table", w.table),
         whitebox=lambda w, input: ["--whitebox", *input.whitebox] if input.whitebox else [],

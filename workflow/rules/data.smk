@@ -9,6 +9,8 @@ rule prepare:
         summary="data/prepared/{dataset}/summary.json",
     log:
         "logs/prepare/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare/{dataset}.tsv",
     params:
         reads=lambda w: reads("prepare", w.dataset),
         out_dir=lambda w, output: os.path.dirname(output.train),

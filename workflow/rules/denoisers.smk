@@ -11,6 +11,8 @@ rule train_denoiser:
         metrics="results/metrics/train_denoisers/{denoiser}.json",
     log:
         "logs/train_denoiser/{denoiser}.log",
+    benchmark:
+        "benchmarks/train_denoiser/{denoiser}.tsv",
     params:
         reads=lambda w: reads("train_denoiser", w.denoiser),
         classifier=lambda w, input: ["--classifier", input.classifier[0]] if input.classifier else [],
@@ -39,6 +41,8 @@ for _table, _pairs in evaluation_jobs(PLAN.combined).items():
             [denoised_eval_path(d, m) for d, m in _pairs],
         log:
             f"logs/evaluate_denoised/{_table}.log",
+        benchmark:
+            f"benchmarks/evaluate_denoised/{_table}.tsv",
         params:
             reads=reads("evaluate_denoised", _table),
             table=_table,
@@ -63,6 +67,8 @@ rule combined_table:
                         category="Tables", subcategory="{ctable}", labels={"table": "{ctable}", "content": "ours vs the paper"}),
     log:
         "logs/tables/{ctable}.log",
+    benchmark:
+        "benchmarks/tables/{ctable}.tsv",
     params:
         reads=lambda w: reads("combined_table", w.ctable),
         paper=lambda w, input: paper_arg(input),

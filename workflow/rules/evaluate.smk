@@ -9,6 +9,8 @@ rule evaluate:
         eval_path("{model}"),
     log:
         "logs/evaluate/{model}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}.tsv",
     params:
         reads=lambda w: reads("evaluate", w.model),
         adversarial=lambda w, input: pairs(PLAN.attacks, input.adversarial),

@@ -9,6 +9,8 @@ rule stats:
                subcategory="{table}", labels={"table": "{table}", "content": "95% CIs, McNemar vs NA"}),
     log:
         "logs/stats/{table}.log",
+    benchmark:
+        "benchmarks/stats/{table}.tsv",
     params:
         reads=lambda w: reads("stats", w.table),
     threads: job_threads("stats")
@@ -33,6 +35,8 @@ rule figures:
            for kind in FIGURE_KINDS},
     log:
         "logs/figures/{table}.log",
+    benchmark:
+        "benchmarks/figures/{table}.tsv",
     params:
         reads=lambda w: reads("figures", w.table),
         out=lambda w, output: pairs(FIGURE_KINDS, [output[k] for k in FIGURE_KINDS]),
@@ -54,6 +58,8 @@ rule attack_figure:
                subcategory="attacks", labels={"dataset": "{dataset}", "figure": "attacks"}),
     log:
         "logs/figures/{dataset}_attacks.log",
+    benchmark:
+        "benchmarks/figures/{dataset}_attacks.tsv",
     params:
         reads=lambda w: reads("attack_figure", w.dataset),
         adversarial=lambda w, input: pairs(PLAN.attacks, input.adversarial),

@@ -14,6 +14,8 @@ rule table:
         plot_eps="results/plots/{table}_accuracy_vs_eps.csv",
     log:
         "logs/tables/{table}.log",
+    benchmark:
+        "benchmarks/tables/{table}.tsv",
     params:
         reads=lambda w: reads("table", w.table),
         paper=lambda w, input: paper_arg(input),

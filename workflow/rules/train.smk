@@ -10,6 +10,8 @@ rule train:
         plot_curve="results/plots/train/{model}.csv",
     log:
         "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv",
     params:
         reads=lambda w: reads("train", w.model),
     threads: job_threads("train")

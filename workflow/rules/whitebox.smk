@@ -9,6 +9,8 @@ rule whitebox:
         whitebox_path("{model}"),
     log:
         "logs/whitebox/{model}.log",
+    benchmark:
+        "benchmarks/whitebox/{model}.tsv",
     params:
         reads=lambda w: reads("whitebox", w.model),
     threads: job_threads("whitebox")
@@ -27,6 +29,8 @@ rule whitebox_table:
                subcategory="{table}", labels={"table": "{table}", "content": "white-box (beyond the paper)"}),
     log:
         "logs/tables/whitebox_{table}.log",
+    benchmark:
+        "benchmarks/tables/whitebox_{table}.tsv",
     params:
         reads=lambda w: reads("whitebox_table", w.table),
     threads: job_threads("whitebox_table")
