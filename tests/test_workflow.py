@@ -161,16 +161,9 @@ def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_ru
     The overlay also lets the NA ResNet18 craft the attacks (surrogate.source: na_model, the paper's attacker):
     the attack jobs read the NA model, and its I-FGSM accuracy equals its white-box I-FGSM accuracy."""
     na = "chest3_resnet18_ln0_la0_s0"
-    params = load_params(smoke_run / "params.yaml")
-    params.update(run="tiny", surrogate={**params["surrogate"], "source": "na_model"}, combined_tables={},
-                  attacks={"ifgsm10_eps4": params["attacks"]["ifgsm10_eps4"]},
-                  tables={"table2_chest3_resnet18": {**params["tables"]["table2_chest3_resnet18"],
-                                                     "rows": [{"lambda_n": 0, "lambda_a": 0}, {"lambda_n": 1, "lambda_a": 10}]}},
-                  whitebox={**params["whitebox"], "max_images": 0, "tables": ["table2_chest3_resnet18"],
-                            "attacks": {"ifgsm10_eps4": params["whitebox"]["attacks"]["ifgsm10_eps4"]}},
-                  audit={**params.get("audit", {}), "enabled": False})
-    overlay = tmp_path / "tiny.yaml"
-    overlay.write_text(yaml.safe_dump(params, sort_keys=False))
+    overlay = tmp_path / "na_attacker.yaml"  # merged over the clone's params.yaml (the smoke config): a whole smoke run
+    overlay.write_text(yaml.safe_dump({"run": "na_attacker", "surrogate": {"source": "na_model"},
+                                       "whitebox": {"max_images": 0}, "audit": {"enabled": False}}))
     before = file_hashes(smoke_run)
     dry = snakemake_in(smoke_run, "-n", overlays=(overlay,))
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -180,11 +173,11 @@ def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_ru
     assert real.returncode == 0, real.stderr[-3000:]
     assert planned_total(dry) == executed_total(real) > 5
     assert file_hashes(smoke_run) == before  # the default run's data, models and results untouched
-    tree = smoke_run / "runs" / "tiny"
+    tree = smoke_run / "runs" / "na_attacker"
     assert (tree / "results" / "tables" / "table2_chest3_resnet18.csv").is_file()
-    assert (tree / "params.yaml").read_text().startswith("# Written by the Snakefile: the parameters of run tiny")
+    assert (tree / "params.yaml").read_text().startswith("# Written by the Snakefile: the parameters of run na_attacker")
     assert not (tree / "models" / "chest3_surrogate_resnet18_s1000.pt").exists()  # no independent surrogate
-    assert set(tracked_runs(smoke_run, "tiny")) >= {"train", "attack", "evaluate", "table", "parent"}
+    assert set(tracked_runs(smoke_run, "na_attacker")) >= {"train", "attack", "evaluate", "table", "parent"}
     # crafted on the NA model itself: its transferred I-FGSM is its white-box I-FGSM, image for image
     evaluation = json.loads((tree / "results" / "metrics" / "eval" / f"{na}.json").read_text())
     whitebox = json.loads((tree / "results" / "metrics" / "whitebox" / f"{na}.json").read_text())
