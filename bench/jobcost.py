@@ -1,7 +1,8 @@
 """A job's fixed cost: the evaluate stage on a one-image test set, as a job of the workflow runs it (start Python,
 parse, read and validate params.yaml, plan, load the model, score, write the record, its MLflow record, exit),
-side by side with a bare `python -c pass`, and with the same job of an earlier commit (``--before REV``: its
-CLI, its MLflow logging to a SQLite store), interleaved round by round.
+through the workflow's fork server (pipeline_src/forkserver.py) and in a process of its own, side by side with a
+bare `python -c pass`, and with the same job of an earlier commit (``--before REV``: its CLI, its MLflow logging
+to a SQLite store), interleaved round by round.
 
     python bench/jobcost.py [--rounds 7] [--before 9517c06] [--markdown OUT]
 
@@ -102,8 +103,16 @@ def main() -> int:
     make_inputs(folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
     now_env = {**env, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING_DEFERRED": "1"}  # as under Snakemake
-    runs: dict[str, tuple[list[str], Path, dict]] = {"python -c pass": ([sys.executable, "-c", "pass"], folder, env),
-                                                    "evaluate job, now": (now_cmd(folder), folder, now_env)}
+    sock = Path(tempfile.mkdtemp(prefix="jobcost-fork-")) / "jobs.sock"
+    server = subprocess.Popen([sys.executable, "-m", "pipeline_src.forkserver", "--socket", str(sock)],
+                              env={**env, "PYTHONPATH": str(REPO)})
+    while not sock.exists():
+        time.sleep(0.1)
+    runs: dict[str, tuple[list[str], Path, dict]] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], folder, env),
+        "evaluate job, now, through the workflow's fork server": (now_cmd(folder), folder,
+                                                                   {**now_env, "PIPELINE_FORKSERVER": str(sock)}),
+        "evaluate job, now, its own process (DVC, by hand)": (now_cmd(folder), folder, now_env)}
     if args.before:
         old = Path(tempfile.mkdtemp(prefix="jobcost-before-"))
         subprocess.run(f"git -C {REPO} archive {args.before} | tar -x -C {old}", shell=True, check=True)
@@ -133,6 +142,8 @@ def main() -> int:
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
+    server.terminate()
+    server.wait()
     shutil.rmtree(folder, ignore_errors=True)
     return 0
 

@@ -126,7 +126,15 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def main(module: str, doc: str, add_arguments: Callable[[argparse.ArgumentParser], None],
          run: Callable[[Job], None], argv: list[str] | None = None) -> int:
-    """Parse, read the run's parameters, run; a user's error is one logged line and exit status 2."""
+    """Parse, read the run's parameters, run; a user's error is one logged line and exit status 2.
+
+    Under Snakemake the job's process hands itself to the workflow's fork server, which has torch loaded
+    (pipeline_src/forkserver.py); without one it runs here."""
+    from pipeline_src import forkserver
+
+    code = forkserver.delegate(module, list(sys.argv[1:] if argv is None else argv))
+    if code is not None:
+        return code
     p = parser(module, doc)
     add_arguments(p)
     args = p.parse_args(argv)

@@ -18,9 +18,43 @@ if TRACKING:
         raise WorkflowError(str(err)) from None
 
 _FLUSHER = {}
+_FORKSERVER = {}
+
+
+def _start_forkserver():
+    """Local runs: one process with torch loaded forks every job (pipeline_src/forkserver.py); jobs of a
+    cluster executor, on other machines, start as before."""
+    if not workflow.local_exec:
+        return
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="pipeline-fork-")  # a short path: a Unix socket's is at most 107 bytes
+    sock = os.path.join(folder, "jobs.sock")
+    Path("logs").mkdir(exist_ok=True)
+    log_file = open(Path("logs") / "forkserver.log", "a")
+    _FORKSERVER.update(folder=folder, log=log_file, process=_subprocess.Popen(
+        [sys.executable, "-m", "pipeline_src.forkserver", "--socket", sock, "--parent-pid", str(os.getpid())],
+        stdout=log_file, stderr=_subprocess.STDOUT))
+    os.environ["PIPELINE_FORKSERVER"] = sock
+
+
+def _stop_forkserver():
+    process = _FORKSERVER.get("process")
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except _subprocess.TimeoutExpired:
+        process.kill()
+    _FORKSERVER["log"].close()
+    import shutil
+
+    shutil.rmtree(_FORKSERVER["folder"], ignore_errors=True)
 
 
 onstart:
+    _start_forkserver()
     if TRACKING:
         invocation = f"{RUN}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
         os.environ[_tracking.INVOCATION_ENV] = invocation
@@ -53,6 +87,7 @@ def _stop_flusher(status):
 
 
 onsuccess:
+    _stop_forkserver()
     _stop_flusher("FINISHED")
     from pipeline_src.headline import headline
 
@@ -60,4 +95,5 @@ onsuccess:
 
 
 onerror:
+    _stop_forkserver()
     _stop_flusher("FAILED")
