@@ -32,7 +32,10 @@ AFFECTS_OUTPUTS = False
 
 SOCKET_ENV = "PIPELINE_FORKSERVER"
 CHILD_ENV = "PIPELINE_FORKSERVER_CHILD"
-PRELOAD = ("torch", "torch.nn.functional", "numpy", "yaml", "jsonschema", "tqdm")
+# Third-party modules only (each child imports the project's own code from disk): what the jobs import that
+# costs a second or more (torch and torch.optim, which pulls in torch._dynamo; pandas; matplotlib; statsmodels)
+PRELOAD = ("torch", "torch.nn.functional", "torch.optim", "numpy", "pandas", "matplotlib.pyplot", "yaml",
+           "jsonschema", "tqdm", "statsmodels.stats.proportion", "statsmodels.stats.contingency_tables")
 _HEADER = struct.Struct("!I")
 
 
@@ -149,8 +152,12 @@ def _follow(pid: int) -> None:
 def serve(path: Path, parent_pid: int | None = None) -> None:
     """Preload, listen on ``path``, fork one child per request until ``parent_pid`` (the workflow) is gone or
     SIGTERM arrives. Single-threaded, so that every fork is safe."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # what figures.py selects; no display here
     for name in PRELOAD:
-        __import__(name)
+        try:
+            __import__(name)
+        except ImportError:  # an optional extra not installed: the jobs that need it import it themselves
+            pass
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
