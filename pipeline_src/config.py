@@ -13,10 +13,12 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
-import jsonschema
 import yaml
+
+if TYPE_CHECKING:  # imported where params are validated: jobs that only read a config stay light
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 ARCHS = ("resnet18", "vgg16")
@@ -116,6 +118,8 @@ def _fill_defaults(instance: Any, schema: dict) -> None:
 
 def validate_params(config: dict, source: str = "params.yaml") -> dict:
     """Check every key and value; return a copy with defaults filled in. Raises ParamsError."""
+    import jsonschema
+
     schema = load_schema()
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))

@@ -11,16 +11,19 @@ from collections import Counter
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pipeline_src.config import DatasetSpec
-from pipeline_src.data.folder import load_folder
-from pipeline_src.data.raw import RawData
-from pipeline_src.data.subsample import SubsampleError, grouped_split, subsample_split
-from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
 from pipeline_src.io import load_torch, save_torch, write_json
+
+if TYPE_CHECKING:
+    from pipeline_src.config import DatasetSpec
+    from pipeline_src.data.raw import RawData
+
+# The sources (PIL, the synthetic generator, the subsampling rules) are imported by the functions that
+# prepare a dataset: every train, attack and evaluate job imports this module for Split and load_split.
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +50,15 @@ def load_split(path: str | Path) -> Split:
 
 def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:
     """Raw images (uint8) and their class names, before any rule is applied."""
+    from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
+
     if spec.source in SYNTHETIC_CLASSES:
         images, labels, names = generate(spec.source, spec.synthetic_counts, spec.image_size, spec.seed)
         return images, [names[i] for i in labels.tolist()]
     if spec.source == "folder":
         assert spec.path is not None and spec.channels is not None  # validated with the params
+        from pipeline_src.data.folder import load_folder
+
         return load_folder(spec.path, spec.channels, spec.image_size)
     raise ValueError(f"unknown dataset source {spec.source!r}")
 
@@ -77,6 +84,8 @@ def load_downloaded(spec: DatasetSpec) -> RawData:
 def split_indices(spec: DatasetSpec, label_names: list[str], groups: list[str] | None = None,
                   name: str = "<name>"):
     """The paper's rules on the labels; with groups (lesion-aware), a grouped split."""
+    from pipeline_src.data.subsample import SubsampleError, grouped_split, subsample_split
+
     if groups is not None:
         assert spec.test_fraction is not None  # validated with the params
         return grouped_split(label_names, groups, spec.classes, spec.caps, seed=spec.seed,
