@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
+# torch is imported by the two functions that need it: the table, statistics and summary jobs import this
+# module for write_text and write_json only, and `import torch` costs them 1.5-3 s each.
 
 
 @contextmanager
@@ -29,6 +30,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def save_torch(obj: Any, path: str | Path) -> None:
     # Through a file object: given a path, torch.save names the archive's root folder after the file, here
     # the random temporary name, and the same tensors would give different bytes (and DVC hashes) per run.
+    import torch
+
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         torch.save(obj, fh)
 
@@ -39,6 +42,8 @@ def load_torch(path: str | Path, mmap: bool = False) -> Any:
     ``mmap=True`` maps the tensors from the file instead of reading them: jobs side by side on one
     dataset share its pages, and a batch reads only its own images.
     """
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
