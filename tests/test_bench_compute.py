@@ -57,3 +57,15 @@ def test_tiny_run_against_head_writes_the_section(compute, tmp_path):
     assert compute.BEGIN in text and compute.END in text
     row = next(line for line in text.splitlines() if line.startswith("| evaluate:"))
     assert row.rstrip().endswith("| yes |")  # HEAD against this tree: the same record
+
+
+def test_bench_run_keeps_the_section_when_it_rewrites_the_file(compute, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_run_for_compute", REPO / "bench" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run_for_compute"] = run
+    spec.loader.exec_module(run)
+    path = tmp_path / "BENCHMARKS.md"
+    section = f"{compute.BEGIN}\n| task | ratio |\n{compute.END}"
+    path.write_text(f"# Benchmarks\n\nold figures\n\n{section}\n\n## GPU\n")
+    assert run.kept_sections(path) == f"\n{section}\n"
+    assert run.kept_sections(tmp_path / "missing.md") == ""
