@@ -18,7 +18,7 @@ torchvision = pytest.importorskip("torchvision")
 
 
 class _Reference(nn.Module):
-    """DenoisingClassifier as built with torchvision (main before the change), without pretrained weights."""
+    """DenoisingClassifier as built with torchvision (main before the change); pretrained: ResNet18 only."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -32,7 +32,7 @@ class _Reference(nn.Module):
 
     @staticmethod
     def _split_resnet(spec):
-        net = torchvision.models.resnet18(weights=None)
+        net = torchvision.models.resnet18(weights="IMAGENET1K_V1" if spec.pretrained else None)
         if spec.num_classes != net.fc.out_features:
             net.fc = nn.Linear(net.fc.in_features, spec.num_classes)
         k = RESNET_STAGES.index(spec.decoder_stage) + 1
@@ -124,6 +124,23 @@ def test_model_from_state_holds_the_weights_and_draws_nothing(spec):
     assert list(loaded.state_dict()) == list(state)
     x = torch.rand(2, spec.in_channels, spec.image_size, spec.image_size)
     assert torch.equal(loaded(x), trained(x))
+
+
+def test_pretrained_resnet18_reads_torchvisions_cached_file_as_torchvision_did(tmp_path, monkeypatch):
+    """No network: a stand-in for the ImageNet file sits where torch.hub (and torchvision) cache it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(99)
+    torch.save(torchvision.models.resnet18().state_dict(), cache / WEIGHT_URLS["resnet18"].rsplit("/", 1)[1])
+    spec = ModelSpec("resnet18", 4, 3, 32, "layer1", pretrained=True)
+    ours, ours_rng = _built(5, lambda: build_model(spec))
+    ref, ref_rng = _built(5, lambda: _Reference(spec))
+    a, b = ours.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(ours_rng, ref_rng)
+    stand_in = torch.load(cache / WEIGHT_URLS["resnet18"].rsplit("/", 1)[1])
+    assert torch.equal(a["encoder.0.weight"], stand_in["conv1.weight"])  # the file's weights, not a fresh init
 
 
 def test_weight_urls_are_torchvisions():
