@@ -104,6 +104,8 @@ else:
         from pipeline_src.evaluate import evaluate_model
     else:
         raise SystemExit(f"unknown task {task}")
+    if task in ("train", "hgd"):  # torch.optim imports it at its first optimizer (~1 s): an import, not work
+        import torch._dynamo
     cfg = params()
     t0 = time.perf_counter()
     if task == "train":
@@ -298,7 +300,9 @@ def render(rows: list[dict], measured: dict, settings: Settings, command: str, s
     if imports:
         L += ["", "Import rows: the time of `import <module>` after `import torch` (torch itself costs both sides "
               "the same); `process` is the whole interpreter's wall time against `python -c pass` "
-              f"({pass_s:.2f} s)."]
+              f"({pass_s:.2f} s). Jobs that train (train, train_denoiser) still import `torch._dynamo` (about half "
+              "of torchvision's import time): `torch.optim` imports it when the first optimizer is built; the work "
+              "rows import it before the clock starts, the process column includes it."]
     L += ["", "Work rows: the library call only (model build, work, files written), without the interpreter's start and "
           "imports; `process` adds them. `same bytes`: every output (model, adversarial set, JSON record) has the same "
           "sha256 on both sides in every round.", END]

@@ -132,7 +132,7 @@ def validate_params(config: dict, source: str = "params.yaml") -> dict:
 
 
 def _check_semantics(cfg: dict, source: str) -> None:
-    from pipeline_src.data.synthetic import SYNTHETIC_CLASSES  # local: keeps `import config` light
+    from pipeline_src.data.catalog import SYNTHETIC_CLASSES  # local: keeps `import config` light (no torch)
 
     for name, ds in cfg["datasets"].items():
         where = f"datasets.{name}"

@@ -27,3 +27,11 @@ def test_model_jobs_import_no_torchvision_plotting_tables_or_tracking(module):
                                     "pipeline_src.io", "pipeline_src.config"])
 def test_table_jobs_import_no_torch(module):
     assert imported_after([module], ["torch", "torchvision", "matplotlib"]) == []
+
+
+def test_validating_params_imports_no_torch(repo):
+    code = ("import sys\nfrom pipeline_src.config import load_params, validate_params\n"
+            f"validate_params(load_params({str(repo / 'params.yaml')!r}))\n"
+            "print(' '.join(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == []  # every job may validate its params: that must not cost an `import torch`

@@ -11,6 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# The embedded generators' classes and channels (pipeline_src/data/synthetic.py draws them): here, so that
+# validating params does not import the generator and torch with it.
+SYNTHETIC_CLASSES: dict[str, tuple[str, ...]] = {
+    "synthetic-skin4": ("MEL", "NV", "BCC", "BKL"),
+    "synthetic-chest3": ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal"),
+}
+SYNTHETIC_CHANNELS: dict[str, int] = {"synthetic-skin4": 3, "synthetic-chest3": 1}
+
+
 @dataclass(frozen=True)
 class Remote:
     url: str

@@ -41,13 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-log = logging.getLogger(__name__)
+from pipeline_src.data.catalog import SYNTHETIC_CHANNELS, SYNTHETIC_CLASSES  # re-exported: the names live there
 
-SYNTHETIC_CLASSES: dict[str, tuple[str, ...]] = {
-    "synthetic-skin4": ("MEL", "NV", "BCC", "BKL"),
-    "synthetic-chest3": ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal"),
-}
-SYNTHETIC_CHANNELS: dict[str, int] = {"synthetic-skin4": 3, "synthetic-chest3": 1}
+log = logging.getLogger(__name__)
 
 MIN_IMAGE_SIZE = 16
 # Pixels rendered at once; bounds memory at 224 px (a chunk holds a few [chunk, shapes, H, W] maps).
