@@ -679,6 +679,14 @@ def render(command: str, mach: dict, threads: int, started: str, wall: float, lo
     return "\n".join(L)
 
 
+def kept_sections(path: Path) -> str:
+    """Sections other scripts write into the file between their own markers (``<!-- bench/X.py: begin -->``
+    ... ``end -->``, e.g. bench/compute.py): kept, in order, below this script's figures."""
+    text = Path(path).read_text() if Path(path).exists() else ""
+    found = re.findall(r"(<!-- (bench/[\w.]+): begin -->.*?<!-- \2: end -->)", text, flags=re.S)
+    return "".join(f"\n{block}\n" for block, _ in found)
+
+
 def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -779,7 +787,7 @@ def _run(args, skip: set[str], settings: Settings, command: str) -> int:
     loads["end"] = loadavg()
     wall = time.perf_counter() - t_start
     text = render(command, machine(), args.threads, started, wall, loads, settings, cw, step, epoch, wf, wf_note)
-    write_atomic(args.out, text + "\n")
+    write_atomic(args.out, text + "\n" + kept_sections(args.out))
     print(f"[bench] wrote {args.out} in {fmt_s(wall)}", file=sys.stderr)
     return 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from pipeline_src.io import load_torch
-from pipeline_src.models import DenoisingClassifier, ModelSpec, build_model
+from pipeline_src.models import DenoisingClassifier, ModelSpec, model_from_state
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     """A trained model rebuilt from the spec stored with its weights."""
     blob = load_torch(path)
     spec = ModelSpec(**{**blob["spec"], "pretrained": False})  # weights come from the file, never a download
-    model = build_model(spec)
-    model.load_state_dict(blob["model"])
+    model = model_from_state(spec, blob["model"])  # no initialisation: every weight comes from the file
     return Checkpoint(model=model.to(device).eval(), config=blob["config"], classes=list(blob["classes"]))
 
 

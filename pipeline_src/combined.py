@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline_src.io import write_text
-from pipeline_src.tables import to_csv
+
+if TYPE_CHECKING:  # pandas only inside the table functions: train-denoiser jobs import DenoiserConfig from here
+    import pandas as pd
 
 # --------------------------------------------------------------------------- the table
 
 def build_combined_table(eval_paths: list[str | Path], labels: list[str], columns: list[str]) -> pd.DataFrame:
     """One row per evaluation (given order): defense, then accuracies in percent."""
+    import pandas as pd
+
     if len(eval_paths) != len(labels):
         raise ValueError(f"{len(eval_paths)} evaluations for {len(labels)} row labels: give one label per evaluation")
     rows = []
@@ -41,11 +44,17 @@ def compare_combined_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.D
 
 def read_combined_csv(path: str | Path) -> pd.DataFrame:
     """A Table 4 CSV; the row label 'NA' stays a string (pandas reads it as missing by default)."""
+    import pandas as pd
+
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def write_combined_tables(eval_paths: list[str | Path], labels: list[str], columns: list[str], out_path: str | Path,
                           paper_path: str | Path | None, vs_paper_path: str | Path | None) -> pd.DataFrame:
+    import pandas as pd
+
+    from pipeline_src.tables import to_csv
+
     table = build_combined_table(eval_paths, labels, columns)
     write_text(out_path, to_csv(table))
     if vs_paper_path is not None:

@@ -118,6 +118,8 @@ def _fill_defaults(instance: Any, schema: dict) -> None:
 
 def validate_params(config: dict, source: str = "params.yaml") -> dict:
     """Check every key and value; return a copy with defaults filled in. Raises ParamsError."""
+    import jsonschema
+
     schema = load_schema()
     check_values_and_names(config, schema, source)  # NaN/inf, 6.0 for an integer, unsafe names: before the schema
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),

@@ -71,8 +71,12 @@ def _checkpoint(model, optimizer, scheduler, generator, epoch: int, cfg: TrainCo
 
 def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Path,
                 checkpoint_path: str | Path | None = None,
-                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train, checkpointing every epoch to ``checkpoint_path``; resume from it when it matches ``cfg``.
+                on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> list[dict]:
+    """Train, checkpointing to ``checkpoint_path``; resume from it when it matches ``cfg``.
+
+    A checkpoint is written after an epoch when ``checkpoint_every_s`` seconds have passed since the last
+    one (or the start): 0 = after every epoch. Never after the last epoch: the model file replaces it at
+    once. Resuming from any checkpoint gives the same bytes, so the interval changes no output.
 
     ``on_epoch(record)`` is called with every epoch's record as soon as it exists (the tracker logs it
     live); after a resume it is first called with the restored epochs, so the caller sees them all.
@@ -119,6 +123,7 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         model.forward = torch.compile(model.forward)
         model.outputs = torch.compile(model.outputs)
     n = len(train.labels)
+    last_checkpoint = time.monotonic()
     for epoch in range(start, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -169,8 +174,10 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         on_epoch(record)
         log.info("epoch %d (%.1f s): %s", epoch + 1, time.perf_counter() - t0,
                  {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
-        save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history, noise_generator),
-                   checkpoint_path)
+        if epoch + 1 < cfg.epochs and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+            save_torch(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, cfg, history, noise_generator),
+                       checkpoint_path)
+            last_checkpoint = time.monotonic()
 
     state = model.state_dict() if not gpu else {k: v.cpu() for k, v in model.state_dict().items()}
     save_torch({"model": state, "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),

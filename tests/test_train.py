@@ -82,3 +82,23 @@ def test_checkpoint_of_another_configuration_is_not_resumed(base_cfg, tmp_path):
     (tmp_path / "other.pt").rename(tmp_path / "m.pt.ckpt")  # a stale file where the checkpoint would be
     history = train_model(dataclasses.replace(base_cfg, epochs=1), train, test, tmp_path / "m.pt")
     assert len(history) == 1 and (tmp_path / "m.pt").exists()
+
+
+def test_checkpoint_interval_changes_which_checkpoints_are_written_not_the_model(base_cfg, tmp_path, monkeypatch):
+    import pipeline_src.train as train_mod
+
+    cfg = dataclasses.replace(base_cfg, epochs=3)
+    train, test = tiny_split(24, 0), tiny_split(8, 1)
+    real_save, saved = train_mod.save_torch, []
+
+    def counting_save(obj, path):
+        saved.append(str(path))
+        real_save(obj, path)
+
+    monkeypatch.setattr(train_mod, "save_torch", counting_save)
+    train_model(cfg, train, test, tmp_path / "every.pt")  # default 0 s: after every epoch but the last
+    assert saved == [str(tmp_path / "every.pt.ckpt")] * 2 + [str(tmp_path / "every.pt")]
+    saved.clear()
+    train_model(cfg, train, test, tmp_path / "rare.pt", checkpoint_every_s=3600)
+    assert saved == [str(tmp_path / "rare.pt")]
+    assert (tmp_path / "every.pt").read_bytes() == (tmp_path / "rare.pt").read_bytes()

@@ -29,11 +29,15 @@ log = logging.getLogger(__name__)
 
 def load_raw(spec: DatasetSpec) -> tuple[torch.Tensor, list[str]]:
     """Raw images (uint8) and their class names, before any rule is applied."""
+    from pipeline_src.data.synthetic import SYNTHETIC_CLASSES, generate
+
     if spec.source in SYNTHETIC_CLASSES:
         images, labels, names = generate(spec.source, spec.synthetic_counts, spec.image_size, spec.seed)
         return images, [names[i] for i in labels.tolist()]
     if spec.source == "folder":
         assert spec.path is not None and spec.channels is not None  # validated with the params
+        from pipeline_src.data.folder import load_folder
+
         return load_folder(spec.path, spec.channels, spec.image_size)
     raise ValueError(f"unknown dataset source {spec.source!r}")
 
@@ -59,6 +63,8 @@ def load_downloaded(spec: DatasetSpec) -> RawData:
 def split_indices(spec: DatasetSpec, label_names: list[str], groups: list[str] | None = None,
                   name: str = "<name>"):
     """The paper's rules on the labels; with groups (lesion-aware), a grouped split."""
+    from pipeline_src.data.subsample import SubsampleError, grouped_split, subsample_split
+
     if groups is not None:
         assert spec.test_fraction is not None  # validated with the params
         return grouped_split(label_names, groups, spec.classes, spec.caps, seed=spec.seed,

@@ -1,4 +1,5 @@
-"""A torchvision classifier whose low-to-middle layers double as the encoder of an auto-encoder.
+"""A ResNet18 or VGG16 classifier (torchvision's layout, built by ``backbones.py``) whose low-to-middle
+layers double as the encoder of an auto-encoder.
 
     x in [0,1] -> normalise -> encoder (stem .. decoder_stage) -> rest of the conv stages -> f(x) -> head -> logits
                                   \\-> decoder -> x_hat (reconstruction of the clean image)
@@ -15,8 +16,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
-from torchvision.models.vgg import VGG, cfgs, make_layers
+from pipeline_src.models.backbones import VGG, VGG16_CFG, ResNet18, imagenet_state_dict, vgg_features
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,8 +82,10 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
-def _split_resnet(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
-    net = resnet18(weights="IMAGENET1K_V1" if spec.pretrained else None)
+def _split_resnet(spec: ModelSpec, init: bool = True) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+    net = ResNet18(num_classes=1000, init_weights=init)  # torchvision's resnet18(): 1000 classes, fc replaced below
+    if spec.pretrained:
+        net.load_state_dict(imagenet_state_dict("resnet18"))
     if spec.num_classes != net.fc.out_features:
         net.fc = nn.Linear(net.fc.in_features, spec.num_classes)
     if spec.decoder_stage not in RESNET_STAGES:
@@ -97,18 +99,18 @@ def _split_resnet(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Mod
     return encoder, trunk, head, enc_channels, 4 * 2 ** (k - 1)
 
 
-def _split_vgg(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
-    cfg = [v if v == "M" else max(8, int(round(v * spec.vgg_width))) for v in cfgs["D"]]
+def _split_vgg(spec: ModelSpec, init: bool = True) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+    cfg = [v if v == "M" else max(8, int(round(v * spec.vgg_width))) for v in VGG16_CFG]
     if spec.pretrained and spec.vgg_width != 1.0:
         raise ValueError("pretrained VGG16 weights need vgg_width = 1.0")
-    features = make_layers(cfg, batch_norm=spec.vgg_batch_norm)
+    features = vgg_features(cfg, batch_norm=spec.vgg_batch_norm)
     head_kind = spec.vgg_head if spec.vgg_head != "auto" else ("full" if spec.image_size >= 224 else "pooled")
-    net = VGG(features, num_classes=1000 if spec.pretrained else spec.num_classes, init_weights=not spec.pretrained)
+    # The pooled head never uses torchvision's 4096-wide classifier: not built (the generator is advanced
+    # as if it were, so the weights are the same as with torchvision's VGG), except to load ImageNet weights.
+    net = VGG(features, num_classes=1000 if spec.pretrained else spec.num_classes,
+              init_weights=init and not spec.pretrained, classifier=head_kind == "full" or spec.pretrained)
     if spec.pretrained:
-        from torchvision.models import VGG16_BN_Weights, VGG16_Weights
-
-        weights = VGG16_BN_Weights.IMAGENET1K_V1 if spec.vgg_batch_norm else VGG16_Weights.IMAGENET1K_V1
-        net.load_state_dict(weights.get_state_dict(progress=True))
+        net.load_state_dict(imagenet_state_dict("vgg16_bn" if spec.vgg_batch_norm else "vgg16"))
         net.classifier[-1] = nn.Linear(4096, spec.num_classes)
     if spec.decoder_stage not in VGG_BLOCKS:
         raise ValueError(f"decoder_stage for vgg16 must be one of {VGG_BLOCKS}, got {spec.decoder_stage!r}")
@@ -139,7 +141,9 @@ def register_arch(name: str, split: Callable[[ModelSpec], tuple[nn.Sequential, n
 
 
 class DenoisingClassifier(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
+    """``init=False``: skip the weight initialisation (the weights are loaded from a file next)."""
+
+    def __init__(self, spec: ModelSpec, init: bool = True) -> None:
         super().__init__()
         self.spec = spec
         if spec.image_size % 32:
@@ -148,7 +152,7 @@ class DenoisingClassifier(nn.Module):
         if split is None:
             raise ValueError(f"unknown arch {spec.arch!r}; allowed: {', '.join(ARCHS)}")
         self.normalize = Normalize(spec.in_channels)
-        self.encoder, self.trunk, self.head, enc_channels, self.downsample = split(spec)
+        self.encoder, self.trunk, self.head, enc_channels, self.downsample = split(spec, init)
         self.decoder = Decoder(enc_channels, self.downsample, spec.in_channels, spec.decoder_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,5 +165,14 @@ class DenoisingClassifier(nn.Module):
         return Outputs(self.head(features), features, self.decoder(z) if reconstruct else None)
 
 
-def build_model(spec: ModelSpec) -> DenoisingClassifier:
-    return DenoisingClassifier(spec)
+def build_model(spec: ModelSpec, init: bool = True) -> DenoisingClassifier:
+    return DenoisingClassifier(spec, init)
+
+
+def model_from_state(spec: ModelSpec, state: dict[str, torch.Tensor]) -> DenoisingClassifier:
+    """A model holding ``state``'s tensors: built on the meta device (no memory, no initialisation, no
+    draw from the random generator), then given the loaded tensors themselves."""
+    with torch.device("meta"):
+        model = build_model(spec, init=False)
+    model.load_state_dict(state, assign=True)
+    return model
