@@ -35,7 +35,9 @@ def _start_forkserver():
     _FORKSERVER.update(folder=folder, log=log_file, process=_subprocess.Popen(
         [sys.executable, "-m", "pipeline_src.forkserver", "--socket", sock, "--parent-pid", str(os.getpid())],
         stdout=log_file, stderr=_subprocess.STDOUT))
-    os.environ["PIPELINE_FORKSERVER"] = sock
+    from pipeline_src.forkserver import SOCKET_ENV
+
+    os.environ[SOCKET_ENV] = sock
 
 
 def _stop_forkserver():
