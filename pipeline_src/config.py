@@ -294,6 +294,27 @@ class DatasetSpec:
                    variant=ds.get("variant"))
 
 
+OMIT_IF_NONE = {"omit_if_none": True}
+
+
+def recipe_options(cfg: dict, arch: str) -> dict:
+    """The training options added with issue 18, as TrainConfig fields; today's behaviour maps to None so that
+    the commands, saved configs and hashes of every model trained without them do not change."""
+    t, m = cfg["training"], cfg["model"]
+    schedule, flips = t.get("lr_schedule", "step"), t.get("flips", "none")
+    return {"lr_schedule": None if schedule == "step" else schedule, "flips": None if flips == "none" else flips,
+            "vgg_feature": m.get("vgg_feature", "last_conv") if arch == "vgg16" else None}
+
+
+def config_dict(obj: Any) -> dict:
+    """``dataclasses.asdict`` without the optional fields left at None (metadata ``omit_if_none``)."""
+    out = dataclasses.asdict(obj)
+    for f in fields(obj):
+        if f.metadata.get("omit_if_none") and out[f.name] is None:
+            del out[f.name]
+    return out
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration: arch, lambdas, seed and every hyperparameter it depends on."""
@@ -323,6 +344,11 @@ class TrainConfig:
     pretrained: bool
     threads: int
     compile: bool | None = None  # GPU only: torch.compile the forward passes (None = off; keeps CPU commands)
+    # Options added after the first release. None = the behaviour before them; a None field is left out of
+    # the saved config and its hash (``config_dict``), so models trained without them stay byte-identical.
+    lr_schedule: str | None = field(default=None, metadata=OMIT_IF_NONE)   # None = step (lr_milestones)
+    flips: str | None = field(default=None, metadata=OMIT_IF_NONE)         # None = no flips
+    vgg_feature: str | None = field(default=None, metadata=OMIT_IF_NONE)   # vgg16 only; None = last_conv
 
     @property
     def defended(self) -> bool:
@@ -340,7 +366,8 @@ class TrainConfig:
                    reconstruction_distance=t["reconstruction_distance"], reconstruct=t["reconstruct"],
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
                    vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
-                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None)
+                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None,
+                   **recipe_options(cfg, arch))
 
 
 @dataclass(frozen=True)
@@ -496,5 +523,5 @@ def config_hash(obj: Any) -> str:
     """Stable short hash of a dataclass config, stored in checkpoints to refuse resuming a different run."""
     import hashlib
 
-    blob = json.dumps(dataclasses.asdict(obj), sort_keys=True, default=str).encode()
+    blob = json.dumps(config_dict(obj), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
