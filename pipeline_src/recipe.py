@@ -28,7 +28,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, epoc
     total = max(1, epochs * steps_per_epoch)
     if schedule == "onecycle":
         peak = optimizer.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total,
+        # total + 1: the scheduler is stepped after every batch, the last time after the last batch, and
+        # OneCycleLR extrapolates (its lr rises again) past its final step
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total + 1,
                                                    cycle_momentum=False), True
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
