@@ -34,7 +34,7 @@ def test_step_schedule_is_the_milestone_schedule():
 
 def test_onecycle_peaks_at_lr_and_keeps_momentum():
     seen, momentum = lrs("onecycle")
-    assert max(seen) == pytest.approx(0.1, rel=0.01) and seen[0] < 0.01 and seen[-1] < 0.001
+    assert max(seen) == pytest.approx(0.1, rel=0.01) and seen[0] < 0.01 and seen[-1] < 0.002
     assert seen.index(max(seen)) == pytest.approx(0.3 * len(seen), abs=1)
     assert momentum == 0.9  # cycle_momentum off: training.momentum stays what it says
 
