@@ -297,11 +297,14 @@ class DatasetSpec:
 OMIT_IF_NONE = {"omit_if_none": True}
 
 
-def recipe_options(cfg: dict, arch: str) -> dict:
+def recipe_options(cfg: dict, arch: str, dataset: str | None = None) -> dict:
     """The training options added with issue 18, as TrainConfig fields; today's behaviour maps to None so that
-    the commands, saved configs and hashes of every model trained without them do not change."""
+    the commands, saved configs and hashes of every model trained without them do not change.
+    ``datasets.<dataset>.flips``, where given, overrides ``training.flips`` for that dataset's models."""
     t, m = cfg["training"], cfg["model"]
     schedule, flips = t.get("lr_schedule", "step"), t.get("flips", "none")
+    if dataset is not None and "flips" in cfg["datasets"].get(dataset, {}):
+        flips = cfg["datasets"][dataset]["flips"]
     return {"lr_schedule": None if schedule == "step" else schedule, "flips": None if flips == "none" else flips,
             "vgg_feature": m.get("vgg_feature", "last_conv") if arch == "vgg16" else None}
 
@@ -355,7 +358,9 @@ class TrainConfig:
         return self.lambda_n > 0 or self.lambda_a > 0
 
     @classmethod
-    def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int) -> "TrainConfig":
+    def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int,
+                    dataset: str | None = None) -> "TrainConfig":
+        """``dataset``: the name under ``datasets`` the model is trained on (for its ``flips`` override)."""
         t, m = cfg["training"], cfg["model"]
         return cls(arch=arch, lambda_n=float(lambda_n), lambda_a=float(lambda_a), seed=seed,
                    epochs=t["epochs"], batch_size=t["batch_size"], lr=float(t["lr"]), momentum=float(t["momentum"]),
@@ -367,7 +372,7 @@ class TrainConfig:
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
                    vgg_head=m["vgg_head"], vgg_width=float(m["vgg_width"]), vgg_batch_norm=m["vgg_batch_norm"],
                    pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None,
-                   **recipe_options(cfg, arch))
+                   **recipe_options(cfg, arch, dataset))
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,13 @@ def test_onecycle_with_flips_trains_and_differs_from_default(repo, tmp_path):
     assert [r["lr"] for r in h0] == [0.01, 0.01]
     assert h1[-1]["lr"] < 1e-4  # the one-cycle schedule ran to its end, stepped every batch
     assert h0[-1]["loss"] != h1[-1]["loss"]
+
+
+def test_dataset_flips_override_training_flips(repo):
+    params = load_params(repo / "params.yaml")
+    params["training"]["flips"] = "both"
+    params["datasets"]["chest3"]["flips"] = "horizontal"
+    params = validate_params(params)
+    assert TrainConfig.from_params(params, "resnet18", 1, 10, 0, dataset="chest3").flips == "horizontal"
+    assert TrainConfig.from_params(params, "resnet18", 1, 10, 0, dataset="skin4").flips == "both"
+    assert TrainConfig.from_params(params, "resnet18", 1, 10, 0).flips == "both"  # no dataset named: training's
