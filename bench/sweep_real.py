@@ -87,6 +87,8 @@ def base_params(args) -> dict:
 
 
 def train_config(args, run: Run) -> TrainConfig:
+    if run.lambda_n == 0 and run.lambda_a == 0:  # NA: one model whatever the distances (its name has none)
+        run = Run(run.dataset, run.recipe, 0, 0, "rms", "rms", run.seed)
     cfg = copy.deepcopy(base_params(args))
     schedule, _, flips = run.recipe.partition("+")
     cfg["training"].update(lr_schedule=schedule, flips=FLIPS[run.dataset] if flips == "flips" else "none",
