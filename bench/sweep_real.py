@@ -46,11 +46,16 @@ SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {  # the paper's rules through the folder source
     "isic": {"source": "folder", "path": str(SHARED / "isic2018_test_128"), "channels": 3,
              "classes": ["MEL", "NV", "BCC", "BKL"], "caps": {"NV": 1500}, "split": {"test_fraction": 0.1667}},
+    # isic with the paper's class balance: the paper cut NV to 1,500 of 6,705 "to reduce the data imbalance",
+    # leaving NV at 35% of SKIN4; this folder's 1,390 SKIN4 images are 65% NV (a majority-class model scores
+    # 65% clean and under every attack), so NV is cut to 265, 35% again (like the synthetic default's scaled cap)
+    "isic_bal": {"source": "folder", "path": str(SHARED / "isic2018_test_128"), "channels": 3,
+                 "classes": ["MEL", "NV", "BCC", "BKL"], "caps": {"NV": 265}, "split": {"test_fraction": 0.1667}},
     "rsna": {"source": "folder", "path": str(SHARED / "rsna_subset_256"), "channels": 1,
              "classes": ["Normal", "Lung Opacity", "No Lung Opacity / Not Normal"],
              "split": {"train": 1200, "test": 300}},
 }
-FLIPS = {"isic": "both", "rsna": "horizontal"}  # dermoscopy has no orientation; a chest X-ray has no upside-down
+FLIPS = {"isic": "both", "isic_bal": "both", "rsna": "horizontal"}  # dermoscopy has no orientation; a chest X-ray has no upside-down
 ROWS = {"key": [(0, 0), (1, 0), (0, 10), (1, 10)], "na_lnla": [(0, 0), (1, 10)],
         "table1": [(0, 0), (0.1, 0), (1, 0), (10, 0), (0, 0.1), (0, 1), (0, 10), (1, 10)]}
 ATTACKS = {"fgsm_eps4": {"method": "fgsm", "eps": 4}, "fgsm_eps8": {"method": "fgsm", "eps": 8},
