@@ -186,12 +186,17 @@ def _table(work: Path, split: str):
     rows = []
     for r in records:
         run = r["run"]
+        labels = load_split(work.parent / "data" / f"{run['dataset']}_{r['image_size']}px" / f"{split}.pt").labels
+        right = torch.tensor(decode_flags(r["correct_flags"]["clean"], r["n"]))
+        recalls = [right[labels == c].float().mean().item() for c in labels.unique()]
         na = by_name.get(f"{run['dataset']}_{run['recipe']}_na_s{run['seed']}")
         acc = r["accuracy"]
         row = {"dataset": run["dataset"], "split": split, "recipe": run["recipe"], "lambda_n": run["lambda_n"],
                "lambda_a": run["lambda_a"], "ln_distance": run["ln"] if run["lambda_n"] else "",
                "la_distance": run["la"] if run["lambda_a"] else "", "n": r["n"],
                "clean": 100 * acc["clean"], **{k: 100 * acc[k] for k in acc if k != "clean"},
+               "clean_balanced": 100 * sum(recalls) / len(recalls),  # a majority-class model scores 100 / classes
+               "majority": 100 * torch.bincount(labels).max().item() / len(labels),
                "mean_adv": 100 * sum(acc[k] for k in TRANSFER) / len(TRANSFER),
                "train_accuracy": 100 * r["final_train_accuracy"], "train_seconds": r["train_seconds"]}
         if na is not None and na is not r:
@@ -221,15 +226,18 @@ def cmd_report(args) -> None:
     log.info("wrote %s (%d rows) and %s", out / "sweep.csv", len(df), out / "sweep.png")
 
 
-def figure(df, path: Path) -> None:
+def figure(df, path: Path, dataset: str = "isic_bal") -> None:
     """Clean vs mean transfer accuracy on validation: one panel per recipe, NA as a black star."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    val = df[(df["split"] == "val") & (df["dataset"] == "isic")]
+    val = df[(df["split"] == "val") & (df["dataset"] == dataset)]
     recipes = sorted(val["recipe"].unique())
+    if not recipes:
+        log.warning("no validation results for %s: no figure", dataset)
+        return
     fig, axes = plt.subplots(1, len(recipes), figsize=(4.2 * len(recipes), 4), squeeze=False, sharey=True)
     markers = {(1.0, 0.0): "o", (0.0, 10.0): "s", (1.0, 10.0): "D"}
     colours = {"l2": "tab:blue", "rms": "tab:orange", "mse_pooled": "tab:green", "mse": "tab:green"}
@@ -245,7 +253,10 @@ def figure(df, path: Path) -> None:
                        s=50, alpha=0.85)
             ax.annotate(f"({fmt_number(r['lambda_n'])},{fmt_number(r['lambda_a'])})", (r["clean"], r["mean_adv"]),
                         fontsize=6, xytext=(3, 2), textcoords="offset points")
-        ax.set_title(f"ISIC SKIN4 64 px, val: {recipe}", fontsize=9)
+        chance = sub["majority"].iloc[0]  # a majority-class model sits at (chance, chance)
+        ax.axhline(chance, ls=":", c="grey", lw=1)
+        ax.axvline(chance, ls=":", c="grey", lw=1)
+        ax.set_title(f"{dataset} val: {recipe}", fontsize=9)
         ax.set_xlabel("clean accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean transfer accuracy, FGSM/I-FGSM eps 4, 8 (%)")
