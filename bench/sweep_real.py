@@ -37,7 +37,7 @@ from pipeline_src.data.prepare import Split, load_split, prepare  # noqa: E402
 from pipeline_src.data.validation import carve_validation  # noqa: E402
 from pipeline_src.evaluate import evaluate_model  # noqa: E402
 from pipeline_src.io import save_torch, write_json, write_text  # noqa: E402
-from pipeline_src.stats import decode_flags, mcnemar_exact  # noqa: E402
+from pipeline_src.stats import decode_flags, mcnemar_exact, wilson_interval  # noqa: E402
 from pipeline_src.train import train_model  # noqa: E402
 
 log = logging.getLogger("sweep_real")
@@ -195,6 +195,7 @@ def _table(work: Path, split: str):
                "lambda_a": run["lambda_a"], "ln_distance": run["ln"] if run["lambda_n"] else "",
                "la_distance": run["la"] if run["lambda_a"] else "", "n": r["n"],
                "clean": 100 * acc["clean"], **{k: 100 * acc[k] for k in acc if k != "clean"},
+               "clean_ci95": "%.1f-%.1f" % tuple(100 * v for v in wilson_interval(int(right.sum()), r["n"])),
                "clean_balanced": 100 * sum(recalls) / len(recalls),  # a majority-class model scores 100 / classes
                "majority": 100 * torch.bincount(labels).max().item() / len(labels),
                "mean_adv": 100 * sum(acc[k] for k in TRANSFER) / len(TRANSFER),
