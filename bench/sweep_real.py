@@ -182,7 +182,8 @@ def cmd_run(args) -> None:
         for dist in args.dists:
             ln, la = dist.split(":")
             for lam_n, lam_a in ROWS[args.rows]:
-                run_one(args, Run(args.dataset, recipe, float(lam_n), float(lam_a), ln, la), args.split)
+                for seed in args.seeds:
+                    run_one(args, Run(args.dataset, recipe, float(lam_n), float(lam_a), ln, la, seed), args.split)
 
 
 # --------------------------------------------------------------------------- report
@@ -248,46 +249,54 @@ def cmd_report(args) -> None:
     log.info("wrote %s (%d rows) and %s", out / "sweep.csv", len(df), out / "sweep.png")
 
 
-def figure(df, path: Path, dataset: str = "isic_bal") -> None:
-    """Clean vs mean transfer accuracy on validation: one panel per recipe, NA as a black star."""
+def figure(df, path: Path, dataset: str = "isic_bal", setting: str | None = None) -> None:
+    """Clean vs mean adversarial accuracy on validation, one column per recipe; top: attacks from the independent
+    surrogate, bottom (when run): the same attacks crafted on the NA model. NA is the black star."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     val = df[(df["split"] == "val") & (df["dataset"] == dataset)]
+    if setting is not None:
+        val = val[val["setting"] == setting]
     recipes = sorted(val["recipe"].unique())
     if not recipes:
         log.warning("no validation results for %s: no figure", dataset)
         return
-    fig, axes = plt.subplots(1, len(recipes), figsize=(4.2 * len(recipes), 4), squeeze=False, sharey=True)
+    ys = [("mean_adv", "independent surrogate")]
+    if "mean_adv_na_attacker" in val and val["mean_adv_na_attacker"].notna().any():
+        ys.append(("mean_adv_na_attacker", "crafted on the NA model"))
+    fig, axes = plt.subplots(len(ys), len(recipes), figsize=(4.4 * len(recipes), 3.8 * len(ys)), squeeze=False)
     markers = {(1.0, 0.0): "o", (0.0, 10.0): "s", (1.0, 10.0): "D"}
     colours = {"l2": "tab:blue", "rms": "tab:orange", "mse_pooled": "tab:green", "mse": "tab:green"}
-    for ax, recipe in zip(axes[0], recipes):
-        sub = val[val["recipe"] == recipe]
-        for _, r in sub.iterrows():
-            key = (r["lambda_n"], r["lambda_a"])
-            if key == (0.0, 0.0):
-                ax.scatter(r["clean"], r["mean_adv"], marker="*", s=200, c="black", zorder=3)
-                continue
-            dist = r["ln_distance"] or r["la_distance"]
-            ax.scatter(r["clean"], r["mean_adv"], marker=markers.get(key, "x"), c=colours.get(dist, "grey"),
-                       s=50, alpha=0.85)
-            ax.annotate(f"({fmt_number(r['lambda_n'])},{fmt_number(r['lambda_a'])})", (r["clean"], r["mean_adv"]),
-                        fontsize=6, xytext=(3, 2), textcoords="offset points")
-        chance = sub["majority"].iloc[0]  # a majority-class model sits at (chance, chance)
-        ax.axhline(chance, ls=":", c="grey", lw=1)
-        ax.axvline(chance, ls=":", c="grey", lw=1)
-        ax.set_title(f"{dataset} val: {recipe}", fontsize=9)
-        ax.set_xlabel("clean accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean transfer accuracy, FGSM/I-FGSM eps 4, 8 (%)")
+    for (col, what), row_axes in zip(ys, axes):
+        for ax, recipe in zip(row_axes, recipes):
+            sub = val[val["recipe"] == recipe]
+            for _, r in sub.iterrows():
+                key = (r["lambda_n"], r["lambda_a"])
+                if key == (0.0, 0.0):
+                    ax.scatter(r["clean"], r[col], marker="*", s=200, c="black", zorder=3)
+                    continue
+                dists = "/".join(d for d in (r["ln_distance"], r["la_distance"]) if isinstance(d, str) and d)
+                ax.scatter(r["clean"], r[col], marker=markers.get(key, "x"),
+                           c=colours.get(r["ln_distance"] if key[0] else r["la_distance"], "grey"), s=50, alpha=0.85)
+                ax.annotate(f"({fmt_number(r['lambda_n'])},{fmt_number(r['lambda_a'])}) {dists}", (r["clean"], r[col]),
+                            fontsize=6, xytext=(3, 2), textcoords="offset points")
+            chance = sub["majority"].iloc[0]  # a majority-class model sits at (chance, chance)
+            ax.axhline(chance, ls=":", c="grey", lw=1)
+            ax.axvline(chance, ls=":", c="grey", lw=1)
+            ax.set_title(f"{dataset} val, {recipe}: {what}", fontsize=8)
+            ax.set_xlabel("clean accuracy (%)", fontsize=8)
+            ax.set_ylabel("mean adversarial accuracy (%)", fontsize=8)
+            ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], marker="*", ls="", c="black", ms=12, label="NA")]
     handles += [plt.Line2D([], [], marker=m, ls="", c="grey", label=f"({fmt_number(k[0])},{fmt_number(k[1])})")
                 for k, m in markers.items()]
     handles += [plt.Line2D([], [], marker="o", ls="", c=c, label=d) for d, c in
-                (("l2", "tab:blue"), ("rms", "tab:orange"), ("mse_pooled / mse", "tab:green"))]
+                (("l2 (L_n)", "tab:blue"), ("rms", "tab:orange"), ("mse_pooled / mse", "tab:green"))]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.suptitle("FGSM / I-FGSM eps 4, 8 (mean); dotted: the majority-class rate", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -303,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--dists", nargs="+", default=["rms:rms"], help="L_n:L_a distance pairs")
     r.add_argument("--recipes", nargs="+", default=["step"])
     r.add_argument("--split", choices=("val", "test"), default="val")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (data, surrogate: seed 0)")
     r.add_argument("--epochs", type=int, default=15)
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--lr", type=float, default=0.01)
