@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +413,30 @@ class DatasetSpec:
                    variant=ds.get("variant"))
 
 
+OMIT_IF_NONE = {"omit_if_none": True}
+
+
+def recipe_options(cfg: dict, arch: str, dataset: str | None = None) -> dict:
+    """The training options added with issue 18, as TrainConfig fields; today's behaviour maps to None so that
+    the commands, saved configs and hashes of every model trained without them do not change.
+    ``datasets.<dataset>.flips``, where given, overrides ``training.flips`` for that dataset's models."""
+    t, m = cfg["training"], cfg["model"]
+    schedule, flips = t.get("lr_schedule", "step"), t.get("flips", "none")
+    if dataset is not None and "flips" in cfg.get("datasets", {}).get(dataset, {}):
+        flips = cfg["datasets"][dataset]["flips"]
+    return {"lr_schedule": None if schedule == "step" else schedule, "flips": None if flips == "none" else flips,
+            "vgg_feature": m.get("vgg_feature", "last_conv") if arch == "vgg16" else None}
+
+
+def config_dict(obj: Any) -> dict:
+    """``dataclasses.asdict`` without the optional fields left at None (metadata ``omit_if_none``)."""
+    out = dataclasses.asdict(obj)
+    for f in fields(obj):
+        if f.metadata.get("omit_if_none") and out[f.name] is None:
+            del out[f.name]
+    return out
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration: arch, lambdas, seed and every hyperparameter it depends on."""
@@ -442,13 +466,20 @@ class TrainConfig:
     pretrained: bool
     threads: int
     compile: bool | None = None  # GPU only: torch.compile the forward passes (None = off; keeps CPU commands)
+    # Options added after the first release. None = the behaviour before them; a None field is left out of
+    # the saved config and its hash (``config_dict``), so models trained without them stay byte-identical.
+    lr_schedule: str | None = field(default=None, metadata=OMIT_IF_NONE)   # None = step (lr_milestones)
+    flips: str | None = field(default=None, metadata=OMIT_IF_NONE)         # None = no flips
+    vgg_feature: str | None = field(default=None, metadata=OMIT_IF_NONE)   # vgg16 only; None = last_conv
 
     @property
     def defended(self) -> bool:
         return self.lambda_n > 0 or self.lambda_a > 0
 
     @classmethod
-    def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int) -> "TrainConfig":
+    def from_params(cls, cfg: dict, arch: str, lambda_n: float, lambda_a: float, seed: int,
+                    dataset: str | None = None) -> "TrainConfig":
+        """``dataset``: the name under ``datasets`` the model is trained on (for its ``flips`` override)."""
         t, m, vgg = cfg["training"], cfg["model"], arch == "vgg16"
         return cls(arch=arch, lambda_n=float(lambda_n), lambda_a=float(lambda_a), seed=seed,
                    epochs=t["epochs"], batch_size=t["batch_size"], lr=float(t["lr"]), momentum=float(t["momentum"]),
@@ -460,7 +491,8 @@ class TrainConfig:
                    decoder_stage=m["decoder_stage"][arch], decoder_activation=m["decoder_activation"],
                    vgg_head=m["vgg_head"] if vgg else None, vgg_width=float(m["vgg_width"]) if vgg else None,
                    vgg_batch_norm=m["vgg_batch_norm"] if vgg else None,
-                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None)
+                   pretrained=m["pretrained"], threads=t["threads"], compile=True if t.get("compile") else None,
+                   **recipe_options(cfg, arch, dataset))
 
 
 @dataclass(frozen=True)
@@ -658,5 +690,5 @@ def config_hash(obj: Any) -> str:
     """Stable short hash of a dataclass config, stored in checkpoints to refuse resuming a different run."""
     import hashlib
 
-    blob = json.dumps(dataclasses.asdict(obj), sort_keys=True, default=str).encode()
+    blob = json.dumps(config_dict(obj), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

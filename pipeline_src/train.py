@@ -5,7 +5,6 @@ noisy images, the three losses), a checkpoint after every epoch, the final model
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline_src.config import TrainConfig, config_hash
+from pipeline_src.config import TrainConfig, config_dict, config_hash
 from pipeline_src.data.split import Split
 from pipeline_src.device import autocast, compute_device, is_gpu, normalise_u8, place_model, setup_gpu
 from pipeline_src.evaluate import accuracy
@@ -22,6 +21,7 @@ from pipeline_src.io import load_torch, save_torch
 from pipeline_src.losses import (classification_loss, neighbor_loss, reconstruction_loss, total_loss,
                                  uniform_noise)
 from pipeline_src.models import DenoisingClassifier, ModelSpec, build_model
+from pipeline_src.recipe import build_scheduler, random_flips
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def model_spec(cfg: TrainConfig, train: Split) -> ModelSpec:
     return ModelSpec(arch=cfg.arch, num_classes=len(train.classes), in_channels=train.channels,
                      image_size=int(train.images.shape[-1]), decoder_stage=cfg.decoder_stage,
-                     decoder_activation=cfg.decoder_activation, pretrained=cfg.pretrained,
+                     decoder_activation=cfg.decoder_activation, pretrained=cfg.pretrained, vgg_feature=cfg.vgg_feature,
                      **{k: v for k, v in (("vgg_head", cfg.vgg_head), ("vgg_width", cfg.vgg_width),
                                           ("vgg_batch_norm", cfg.vgg_batch_norm)) if v is not None})
 
@@ -96,7 +96,10 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         noise_generator = torch.Generator(device=device).manual_seed(cfg.seed)
         train_images, train_labels = train.images.to(device), train.labels.to(device)  # uint8 stays uint8
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_milestones), gamma=cfg.lr_gamma)
+    steps_per_epoch = sum(1 for i in range(0, len(train.labels), cfg.batch_size)
+                          if min(cfg.batch_size, len(train.labels) - i) > 1)  # as batch_starts below
+    scheduler, per_step = build_scheduler(optimizer, cfg.lr_schedule, cfg.epochs, steps_per_epoch,
+                                          cfg.lr_milestones, cfg.lr_gamma)
     checkpoint_path = Path(checkpoint_path or f"{out_path}.ckpt")
     history: list[dict] = []
     start = 0
@@ -138,14 +141,18 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
             if gpu:
                 idx_d = idx.to(device, non_blocking=True)
                 x, y = normalise_u8(train_images[idx_d]), train_labels[idx_d]
+                x = random_flips(x, cfg.flips, generator)  # coins from the CPU generator, as on the CPU
                 with autocast(device):
                     losses = train_step(step_model, x, y, cfg, noise_generator)
             else:
                 x, y = train.float_images(idx), train.labels[idx]
+                x = random_flips(x, cfg.flips, generator)  # augmentation (none by default: no draw)
                 losses = train_step(model, x, y, cfg, generator)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
+            if per_step:  # one-cycle and cosine schedules move every batch
+                scheduler.step()
             right = (losses["logits"].detach().argmax(1) == y).sum()
             if gpu:  # accumulate on the device: no host sync per step, one .item() per epoch below
                 for key in sums:
@@ -162,7 +169,8 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
         if gpu:
             sums.update({k: float(v.item()) for k, v in device_sums.items()})
             correct = int(device_correct.item()) if seen else 0
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         model.eval()
         uses_noise = cfg.defended or cfg.undefended_noisy_ce
         logged = ["loss", "loss_c"] + (["loss_n"] if uses_noise else []) + (["loss_a"] if cfg.lambda_a > 0 else [])
@@ -180,7 +188,7 @@ def train_model(cfg: TrainConfig, train: Split, test: Split, out_path: str | Pat
             last_checkpoint = time.monotonic()
 
     state = model.state_dict() if not gpu else {k: v.cpu() for k, v in model.state_dict().items()}
-    save_torch({"model": state, "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
+    save_torch({"model": state, "spec": spec.to_dict(), "config": config_dict(cfg),
                 "classes": train.classes, "history": history}, out_path)
     checkpoint_path.unlink(missing_ok=True)
     return history

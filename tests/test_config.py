@@ -52,7 +52,9 @@ def test_missing_params_file_is_named(tmp_path):
 def test_plan_derives_models_from_tables(params):
     plan = build_plan(validate_params(params))
     assert len(plan.tables["table1_skin4_resnet18"]) == 8
-    # Table 1 and Table 3 share dataset but not arch; one surrogate per dataset
-    assert len(plan.models) == 8 + 4 + 4 + 2
+    # Table 1 and Table 3 share dataset but not arch; one surrogate per dataset, and with the audit on, its
+    # ensemble's two other surrogates (VGG16, MobileNetV2) per dataset
+    assert len(plan.models) == 8 + 4 + 4 + 2 + 2 * 2
+    assert {"skin4_surrogate_vgg16_s1000", "chest3_surrogate_mobilenetv2_s1000"} <= set(plan.models)
     assert plan.surrogate("skin4").name == "skin4_surrogate_resnet18_s1000"
     assert "skin4_resnet18_ln0.1_la0_s0" in plan.models

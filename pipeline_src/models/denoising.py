@@ -22,6 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNET_STAGES = ("layer1", "layer2", "layer3")
 VGG_BLOCKS = ("block1", "block2", "block3", "block4")
+VGG_FEATURES = ("last_conv", "last_pool")
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,18 @@ class ModelSpec:
     vgg_width: float = 1.0
     vgg_batch_norm: bool = True
     pretrained: bool = False
+    vgg_feature: str | None = None  # vgg16's f(x): last_conv (None: the paper) or last_pool
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["vgg_feature"] is None:  # older files have no such key: keep their bytes
+            del out["vgg_feature"]
+        return out
 
 
 class Outputs(NamedTuple):
     logits: torch.Tensor
-    features: torch.Tensor  # f(x): output of the final conv stage
+    features: torch.Tensor  # f(x): output of the final conv stage (VGG16: see ModelSpec.vgg_feature)
     reconstruction: torch.Tensor | None
 
 
@@ -154,6 +159,15 @@ class DenoisingClassifier(nn.Module):
         self.normalize = Normalize(spec.in_channels)
         self.encoder, self.trunk, self.head, enc_channels, self.downsample = split(spec, init)
         self.decoder = Decoder(enc_channels, self.downsample, spec.in_channels, spec.decoder_activation)
+        # f(x) = trunk[:feature_end](z). The paper's f is "the output of the final convolutional layer"; VGG's
+        # trunk ends with a max-pool after it, which last_conv leaves out of f(x) (it still feeds the head).
+        self.feature_end = len(self.trunk)
+        if spec.arch == "vgg16":
+            kind = spec.vgg_feature or "last_conv"
+            if kind not in VGG_FEATURES:
+                raise ValueError(f"model.vgg_feature = {kind!r} is not known; allowed: {', '.join(VGG_FEATURES)}")
+            assert isinstance(self.trunk[-1], nn.MaxPool2d)
+            self.feature_end = len(self.trunk) - (kind == "last_conv")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits only: the deployed classifier (the decoder is never on the inference path)."""
@@ -161,8 +175,13 @@ class DenoisingClassifier(nn.Module):
 
     def outputs(self, x: torch.Tensor, reconstruct: bool = True) -> Outputs:
         z = self.encoder(self.normalize(x))
-        features = self.trunk(z)
-        return Outputs(self.head(features), features, self.decoder(z) if reconstruct else None)
+        if self.feature_end == len(self.trunk):
+            features = self.trunk(z)
+            top = features
+        else:  # the same layers as forward(), with f(x) read before the trunk's last module
+            features = self.trunk[:self.feature_end](z)
+            top = self.trunk[self.feature_end:](features)
+        return Outputs(self.head(top), features, self.decoder(z) if reconstruct else None)
 
 
 def build_model(spec: ModelSpec, init: bool = True) -> DenoisingClassifier:

@@ -24,15 +24,18 @@ CURVE_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "test_accuracy")
 
 
 def keys(cfg: dict, plan: Plan, model: str) -> list[str]:
-    """What a training reads: the training section, and the model options of its arch."""
-    arch = plan.model(model).arch
-    out = ["training", f"model.decoder_stage.{arch}", "model.decoder_activation", "model.pretrained"]
-    return out + (["model.vgg_head", "model.vgg_width", "model.vgg_batch_norm"] if arch == "vgg16" else [])
+    """What a training reads: the training section, its dataset's flips override, the model options of its arch."""
+    job = plan.model(model)
+    out = ["training", f"model.decoder_stage.{job.arch}", "model.decoder_activation", "model.pretrained"]
+    if "flips" in cfg["datasets"][job.dataset]:
+        out.append(f"datasets.{job.dataset}.flips")
+    vgg = ["model.vgg_head", "model.vgg_width", "model.vgg_batch_norm", "model.vgg_feature"]
+    return out + (vgg if job.arch == "vgg16" else [])
 
 
 def config(view: dict, plan: Plan, model: str) -> TrainConfig:
     job = plan.model(model)
-    return TrainConfig.from_params(view, job.arch, job.lambda_n, job.lambda_a, job.seed)
+    return TrainConfig.from_params(view, job.arch, job.lambda_n, job.lambda_a, job.seed, dataset=job.dataset)
 
 
 def curve_csv(history: list[dict]) -> str:
