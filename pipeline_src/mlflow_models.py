@@ -110,9 +110,11 @@ def log_classifier(model: torch.nn.Module, *, run_id: str, tracking_uri: str, ch
     return LoggedClassifier(model_uri=info.model_uri, model_id=info.model_id, seconds=seconds)
 
 
-def log_split(path: str | Path, *, run_id: str, tracking_uri: str, context: str, name: str | None = None) -> str:
+def log_split(path: str | Path, *, run_id: str, tracking_uri: str, context: str, name: str | None = None,
+              source: str | None = None) -> str:
     """Record the prepared split at ``path`` (``data.prepare`` format) as a dataset input of run ``run_id``;
-    returns the digest stored (the first 36 hex digits of the file's sha256)."""
+    ``source``: the path to name (default ``path``; the flusher reads a hard link of the job's file). Returns
+    the digest stored (the first 36 hex digits of the file's sha256)."""
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.tracking import MlflowClient
@@ -125,7 +127,7 @@ def log_split(path: str | Path, *, run_id: str, tracking_uri: str, context: str,
     sha = file_sha256(path)
     with warnings.catch_warnings():  # MLflow registers two identical local-file source classes and says so
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
-        dataset = mlflow.data.from_numpy(split.images.numpy(), targets=split.labels.numpy(), source=str(path),
+        dataset = mlflow.data.from_numpy(split.images.numpy(), targets=split.labels.numpy(), source=source or str(path),
                                          name=name or f"{path.parent.name}/{path.stem}", digest=sha[:DIGEST_CHARS])
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("sha256", sha),
             InputTag("classes", ",".join(split.classes))]

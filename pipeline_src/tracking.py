@@ -234,6 +234,7 @@ class Record:
     artifacts: list[tuple[str, str]] = field(default_factory=list)  # file in the record's folder, artifact path
     outputs: dict[str, str] = field(default_factory=dict)  # role -> sha256
     links: dict[str, str] = field(default_factory=dict)    # tag -> sha256 of a file another job wrote
+    model: dict[str, Any] = field(default_factory=dict)    # a classifier to log as an MLflow model (log_model)
 
 
 class Recorder:
@@ -285,6 +286,27 @@ class Recorder:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
         self.record.artifacts.append((target.relative_to(self.folder).as_posix(), ""))
+
+    def log_model(self, checkpoint: str | Path, splits: Mapping[str, str | Path]) -> None:
+        """Have the flusher log the classifier in ``checkpoint`` as an MLflow model (``mlflow_models``, pt2) and
+        each of ``splits`` ({context: prepared split}) as a dataset input: seconds of export per model, so off
+        the job's critical path. Hard links keep the bytes this job saw, as ``log_artifact`` does."""
+        if not self.active:
+            return
+        entry: dict[str, Any] = {"checkpoint": self._keep(checkpoint), "splits": {}}
+        for context, path in splits.items():
+            entry["splits"][context] = {"file": self._keep(path), "source": str(path)}
+        self.record.model = entry
+
+    def _keep(self, path: str | Path) -> str:
+        path = Path(path)
+        target = self.folder / f"m{len(list(self.folder.glob('m*')))}" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+        return target.relative_to(self.folder).as_posix()
 
     def output(self, role: str, path: str | Path) -> None:
         """A file this job wrote: its hash lets later runs link to this one exactly."""
@@ -429,9 +451,35 @@ class _Flusher:
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
         for rel, artifact_path in rec.artifacts:
             self.client.log_artifact(run_id, str(folder / rel), artifact_path or None)
+        if rec.model:
+            self._log_model(run_id, folder, rec.model)
         self.client.set_terminated(run_id, rec.status if rec.status != "RUNNING" else "FAILED", end_time=rec.end_ms)
         for sha in rec.outputs.values():
             index[sha] = (rec.start_ms, run_id)
+
+    def _log_model(self, run_id: str, folder: Path, model: Mapping[str, Any]) -> None:
+        """The run's classifier as an MLflow model and its splits as inputs. A failure here is reported and
+        tagged, never fatal: the run, its metrics and its checkpoint artifact are already logged."""
+        from pipeline_src.mlflow_models import log_classifier, log_split
+
+        uri = self.client.tracking_uri
+        try:
+            from pipeline_src.checkpoints import load_checkpoint
+            from pipeline_src.io import load_torch
+
+            checkpoint = folder / model["checkpoint"]
+            spec = load_torch(checkpoint)["spec"]
+            loaded = load_checkpoint(checkpoint)
+            logged = log_classifier(loaded.model, run_id=run_id, tracking_uri=uri, channels=spec["in_channels"],
+                                    image_size=spec["image_size"], classes=loaded.classes, checkpoint=checkpoint)
+            self.client.set_tag(run_id, "model_uri", logged.model_uri)
+            dataset = self.client.get_run(run_id).data.tags.get("dataset", "data")
+            for context, split in model.get("splits", {}).items():
+                log_split(folder / split["file"], run_id=run_id, tracking_uri=uri, context=context,
+                          name=f"{dataset}/{context}", source=split["source"])
+        except Exception as err:  # noqa: BLE001 - any export or store error: keep the run, say why
+            log.warning("run %s: its classifier was not logged as an MLflow model: %s", run_id, err)
+            self.client.set_tag(run_id, "model_logging_error", str(err)[:500])
 
     def finish(self, invocation: str, status: str) -> None:
         """Close the invocation's parent runs (every experiment it logged to)."""

@@ -201,3 +201,51 @@ def test_sqlite_uris_resolve_to_files(tmp_path):
 def test_uris_are_redacted_before_they_are_shown():
     assert tracking.redact("http://user:s3cret@host:5000/x") == "http://user:***@host:5000/x"
     assert tracking.redact("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_a_training_logged_with_log_models_loads_back_and_reproduces_its_clean_accuracy(tmp_path, monkeypatch):
+    """tracking.log_models: the flusher logs the job's checkpoint as an MLflow model and its splits as inputs;
+    mlflow.pytorch.load_model of that model gives the checkpoint's accuracy on the test split."""
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from pipeline_src.checkpoints import load_checkpoint
+    from pipeline_src.data.split import load_split
+    from pipeline_src.evaluate import accuracy
+    from pipeline_src.io import save_torch
+    from pipeline_src.models import ModelSpec, build_model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(tracking.DEFERRED_ENV, "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(tracking.ROOT_ENV, str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(24) % 3
+    images = torch.randint(0, 256, (24, 3, 32, 32), generator=g, dtype=torch.uint8)
+    for name in ("train", "test"):
+        save_torch({"images": images, "labels": labels, "classes": ["a", "b", "c"]}, tmp_path / f"{name}.pt")
+    spec = ModelSpec("resnet18", 3, 3, 32, "layer1")
+    torch.manual_seed(0)
+    save_torch({"model": build_model(spec).state_dict(), "spec": spec.to_dict(), "config": {},
+                "classes": ["a", "b", "c"], "history": []}, tmp_path / "m.pt")
+    with tracking.job_run(True, "train", "m", "proj/run", {"dataset": "skin4"}) as rec:
+        rec.log_model(tmp_path / "m.pt", {"train": tmp_path / "train.pt", "test": tmp_path / "test.pt"})
+    assert tracking.flush(tmp_path / tracking.SPOOL) == 1
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name("proj/run").experiment_id])
+              if r.data.tags.get("stage") == "train"]
+    assert "model_logging_error" not in run.data.tags
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"skin4/train", "skin4/test"}
+    test = load_split(tmp_path / "test.pt")
+    expected = accuracy(load_checkpoint(tmp_path / "m.pt").model, test.images, test.labels)
+    mlflow.set_tracking_uri(uri)
+    try:
+        served = mlflow.pytorch.load_model(run.data.tags["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    with torch.no_grad():
+        got = (served(test.images.float() / 255).argmax(1) == test.labels).float().mean().item()
+    assert got == pytest.approx(expected)

@@ -75,6 +75,8 @@ def run(job: common.Job) -> None:
         write_text(args.curve, curve_csv(history))
         rec.output("model", args.out)
         rec.log_artifact(args.out, "checkpoint")
+        if job.cfg["tracking"]["log_models"]:  # tracking never changes a result: not one of the job's keys
+            rec.log_model(args.out, {"train": args.train, "test": args.test})
         rec.log_dict({"model": name, "dataset": dataset, **record}, "resolved_config.json")
 
 
