@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.combined_plan import DenoiserConfig
 from pipeline_src.data.split import Split
+from pipeline_src.device import compute_device, is_gpu, setup_gpu
 from pipeline_src.evaluate import evaluate_model
 from pipeline_src.io import load_torch, save_torch
 from pipeline_src.losses import uniform_noise
@@ -73,20 +74,25 @@ def train_denoiser(cfg: DenoiserConfig, train: Split, test: Split, out_path: str
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     spec = DenoiserSpec(kind=cfg.kind, in_channels=train.channels, width=cfg.width, depth=cfg.depth)
-    denoiser = build_denoiser(spec)
+    # On a GPU the denoiser, the frozen classifier and each batch live there (fp32: the denoiser is small);
+    # the noise is drawn on the CPU from the seeded generator either way. On the CPU every .to() is a no-op.
+    device = compute_device()
+    if is_gpu(device):
+        setup_gpu()
+    denoiser = build_denoiser(spec).to(device)
     classifier = None
     if cfg.kind == "hgd":
         if classifier_path is None:
             raise ValueError("an HGD denoiser needs the classifier it protects (--classifier)")
-        classifier = load_checkpoint(classifier_path).model.eval().requires_grad_(False)
+        classifier = load_checkpoint(classifier_path, device).model.eval().requires_grad_(False)
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr)
 
     def targets(split: Split) -> torch.Tensor:
         """Clean images (reformer) or their classifier features, computed once: the classifier is frozen."""
         if classifier is None:
-            return split.float_images()
+            return split.float_images().to(device)
         with torch.no_grad():
-            return torch.cat([guide_features(classifier, split.float_images(slice(i, i + 256)), cfg.guide)
+            return torch.cat([guide_features(classifier, split.float_images(slice(i, i + 256)).to(device), cfg.guide)
                               for i in range(0, len(split.labels), 256)])
 
     def loss_of(x_noisy: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,7 +101,7 @@ def train_denoiser(cfg: DenoiserConfig, train: Split, test: Split, out_path: str
 
     train_targets, test_targets = targets(train), targets(test)
     test_noisy = add_noise(test.float_images(), cfg.noise, cfg.noise_level,
-                           torch.Generator().manual_seed(cfg.seed + 1))  # one fixed noisy test set
+                           torch.Generator().manual_seed(cfg.seed + 1)).to(device)  # one fixed noisy test set
     history: list[dict] = []
     n = len(train.labels)
     for epoch in range(cfg.epochs):
@@ -105,8 +111,8 @@ def train_denoiser(cfg: DenoiserConfig, train: Split, test: Split, out_path: str
         starts = [i for i in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - i) > 1]  # BN needs 2
         for i in tqdm(starts, desc=f"{cfg.kind} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None):
             idx = order[i:i + cfg.batch_size]
-            x_noisy = add_noise(train.float_images(idx), cfg.noise, cfg.noise_level, generator)
-            loss = loss_of(x_noisy, train_targets[idx])
+            x_noisy = add_noise(train.float_images(idx), cfg.noise, cfg.noise_level, generator).to(device)
+            loss = loss_of(x_noisy, train_targets[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -121,7 +127,7 @@ def train_denoiser(cfg: DenoiserConfig, train: Split, test: Split, out_path: str
         on_epoch(record)
         log.info("epoch %d (%.1f s): loss %.5f, noisy test loss %.5f", epoch + 1, time.perf_counter() - t0,
                  record["loss"], test_loss)
-    save_torch({"model": denoiser.state_dict(), "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
+    save_torch({"model": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "spec": spec.to_dict(), "config": dataclasses.asdict(cfg),
                 "history": history}, out_path)
     return history
 

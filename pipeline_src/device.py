@@ -1,7 +1,7 @@
 """Where the work runs: the GPU when CUDA is present (bf16 autocast, channels_last, uint8 data on the
 device), else the CPU path exactly as before (results on CPU stay byte-identical).
 
-Only train.py, evaluate.py and adversarial.py call these; nothing here touches CUDA unless it is available,
+Only train.py, evaluate.py, adversarial.py, whitebox.py and denoisers.py call these; nothing here touches CUDA unless it is available,
 so importing it on a CPU-only machine is safe.
 """
 from __future__ import annotations

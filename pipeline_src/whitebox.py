@@ -22,6 +22,7 @@ from pipeline_src.attacks import run_attack, to_uint8
 from pipeline_src.checkpoints import load_checkpoint
 from pipeline_src.config import WhiteboxConfig
 from pipeline_src.data.split import load_split
+from pipeline_src.device import compute_device, inference_model
 from pipeline_src.evaluate import score
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ def whitebox_model(cfg: WhiteboxConfig, model_path: str | Path, test_path: str |
     'correct': {..}, 'correct_flags': {..}, 'attacks': {<attack>: settings and success rates}, 'test_indices': [..]}."""
     torch.set_num_threads(cfg.threads)
     ckpt = load_checkpoint(model_path)
-    model = ckpt.model  # eval mode: batch norm uses its running statistics, as at test time
+    # eval mode: batch norm uses its running statistics, as at test time; on a GPU bf16 inside, fp32 logits
+    # (run_attack moves each batch to the model's device), on the CPU the model itself
+    model = inference_model(ckpt.model, compute_device())
     for p in model.parameters():  # gradients w.r.t. the input only
         p.requires_grad_(False)
     test = load_split(test_path)

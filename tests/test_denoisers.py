@@ -104,8 +104,8 @@ def test_hgd_training_leaves_the_classifier_unchanged_and_reports_the_feature_l1
     seen = {}
     real_load = denoisers_mod.load_checkpoint
 
-    def spy_load(p):  # keep the very classifier object the training uses
-        seen["ckpt"] = real_load(p)
+    def spy_load(p, device="cpu"):  # keep the very classifier object the training uses
+        seen["ckpt"] = real_load(p, device)
         seen["before"] = {k: v.clone() for k, v in seen["ckpt"].model.state_dict().items()}
         return seen["ckpt"]
 
