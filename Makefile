@@ -64,4 +64,4 @@ dvc-yaml: $(STAMP)
 
 clean:
 	rm -rf data/prepared data/adversarial models logs benchmarks .snakemake .tracking runs
-	find results/metrics -mindepth 1 -maxdepth 1 ! -name tables -exec rm -rf {} +
+	[ ! -d results/metrics ] || find results/metrics -mindepth 1 -maxdepth 1 ! -name tables -exec rm -rf {} +
