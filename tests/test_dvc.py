@@ -69,6 +69,25 @@ def test_dvc_yaml_and_the_snakefile_run_the_same_jobs_with_the_same_commands(tmp
     assert printed == rendered, (sorted(printed - rendered)[:2], sorted(rendered - printed)[:2])
 
 
+def test_dvc_set_rewrites_the_parameter_file_without_breaking_it(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml with DVC's round-trip YAML writer, which drops quotes and
+    wraps long flow mappings: a quoted key with spaces in a long flow mapping came back as invalid YAML. The
+    committed files are in the writer's own layout, so a -S edit changes exactly the one value."""
+    from dvc.utils.serialize import modify_yaml
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", copy)  # DVC reads and writes params.yaml only
+    before = copy.read_text()
+    with modify_yaml(copy) as data:  # what `dvc exp run -S` calls
+        data["attacks"]["fgsm_eps4"]["eps"] = 2
+    after = copy.read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    expected = yaml.safe_load(before)
+    expected["attacks"]["fgsm_eps4"]["eps"] = 2
+    assert yaml.safe_load(after) == expected
+    assert len(before.splitlines()) == len(after.splitlines()) and len(changed) == 1, changed
+
+
 def test_no_python_module_restates_the_graphs_paths():
     """The rules hold the output paths; a module may show one in its docstring, never use one."""
     pattern = re.compile(r"^(results|models|logs|data/(prepared|adversarial))/")
