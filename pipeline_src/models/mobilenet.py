@@ -73,7 +73,8 @@ class MobileNetV2(nn.Module):
         return self.classifier(nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
-def _split_mobilenetv2(spec: ModelSpec) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+def _split_mobilenetv2(spec: ModelSpec, init: bool = True) -> tuple[nn.Sequential, nn.Sequential, nn.Module, int, int]:
+    """``init`` False (weights loaded next) would only save time: MobileNetV2 is small, it always initialises."""
     if spec.decoder_stage not in MOBILENET_STAGES:
         raise ValueError(f"decoder_stage for mobilenetv2 must be one of {tuple(MOBILENET_STAGES)}, "
                          f"got {spec.decoder_stage!r}")
