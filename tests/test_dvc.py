@@ -35,7 +35,7 @@ def _dvc_jobs(dvc_yaml: str) -> set[Job]:
 def _snakemake_printed_jobs(root: Path) -> set[Job]:
     """Every job of a forced dry run, read from Snakemake's printed text (an independent path from the
     renderer, which asks Snakemake's API): command with the interpreter as `python`, outputs, inputs."""
-    result = snakemake_in(root, "-n", "-p", "--forceall", "all", "audit")  # dvc.yaml: both target rules
+    result = snakemake_in(root, "-n", "-p", "--forceall", "all")  # dvc.yaml: the jobs of `make run`
     assert result.returncode == 0, result.stderr[-3000:]
     jobs, current = set(), None
     for line in result.stdout.splitlines():
