@@ -79,7 +79,7 @@ def headline(plan, root: Path = Path(".")) -> str:
     lines = headline_lines(plan, root)
     if not lines:
         return ""
-    where = root / "results" / "tables"
+    where, report = root / "results" / "tables", root / "results" / "report.html"
+    report_note = f"report: {report}" if report.is_file() else f"report: {report} after `make report`"
     return "\n".join(["", "Headline (NA against the best defended row; 95% bootstrap intervals)", *lines,
-                      f"Full tables: {where}/ (as in the paper, vs the paper, statistics); report: "
-                      f"{root / 'results' / 'report.html'} after `make report`"]) + "\n"
+                      f"Full tables: {where}/ (as in the paper, vs the paper, statistics); {report_note}"]) + "\n"

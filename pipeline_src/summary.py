@@ -50,7 +50,25 @@ def _count(folder: Path, pattern: str) -> int:
     return len(list(folder.glob(pattern))) if folder.is_dir() else 0
 
 
+def _headline(root: Path) -> list[str]:
+    """The run's headline (pipeline_src/headline.py) from its params.yaml, last: what `make run` ends with."""
+    from pipeline_src.config import ParamsError, load_params, validate_params
+    from pipeline_src.headline import headline
+    from pipeline_src.plan import build_plan
+
+    try:
+        plan = build_plan(validate_params(load_params(root / "params.yaml")))
+    except (ParamsError, OSError):
+        return []
+    text = headline(plan, root)
+    return text.rstrip("\n").split("\n") if text else []
+
+
 def summary(root: Path = Path(".")) -> str:
+    return _where(root) + "\n".join(_headline(root)) + "\n"
+
+
+def _where(root: Path) -> str:
     tables, figures, report = root / "results" / "tables", root / "results" / "figures", root / "results" / "report.html"
     lines = ["", "Results", "-------",
              f"tables:  {tables}/  ({_count(tables, '*.csv')} CSVs: <table>.csv as in the paper, "

@@ -133,3 +133,8 @@ def test_summary_says_where_results_are_and_how_to_open_mlflow_on_localhost(smok
     assert f"{smoke_run}/results/tables/" in text and f"({len(FIGURES)} PNGs)" in text
     assert f"--backend-store-uri sqlite:///{smoke_run / 'mlflow.db'}" in text
     assert "--host 127.0.0.1" in text and "--workers 1" in text
+    # `make run` ends with the headline in words and numbers: the last lines, one per paper table
+    last = text.rstrip("\n").split("\n")
+    assert last[-1].startswith("Full tables:"), last[-3:]
+    assert any(line.startswith("table2_chest3_resnet18: NA ") and "best defended row" in line and "%" in line
+               for line in last[-4:]), last[-4:]

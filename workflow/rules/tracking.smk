@@ -93,7 +93,8 @@ onsuccess:
     _stop_flusher("FINISHED")
     from pipeline_src.headline import headline
 
-    print(headline(PLAN, Path.cwd()), file=sys.stderr)  # the run's result in plain words, where the tables are
+    if not os.environ.get("PIPELINE_SUMMARY_FOLLOWS"):  # `make run` prints it last, after the report (summary.py)
+        print(headline(PLAN, Path.cwd()), file=sys.stderr)  # the run's result in plain words, where the tables are
 
 
 onerror:
