@@ -172,7 +172,7 @@ def serve(path: Path, parent_pid: int | None = None) -> None:
     sel.register(server, selectors.EVENT_READ)
     waiting: dict[int, socket.socket] = {}  # child pid -> the job's connection
     try:
-        while not stopping and (parent_pid is None or _alive(parent_pid)):
+        while not stopping and (parent_pid is None or pid_alive(parent_pid)):
             for _key, _ in sel.select(timeout=0.2):
                 conn, _ = server.accept()
                 try:
@@ -224,7 +224,8 @@ def _reap(waiting: dict[int, socket.socket]) -> None:
         conn.close()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipeline_src.forkserver import pid_alive
 from pipeline_src.redact import redact_text, redact_uri
 
 # Tracking never changes a job's outputs: editing this module re-runs no job (pipeline_src/codedeps.py).
@@ -536,7 +537,7 @@ def watch(spool: Path, stop_file: Path, uri: str | None = None, poll: float = 1.
     total, status = 0, "FINISHED"
     while True:
         stopping = stop_file.exists()
-        orphaned = parent_pid is not None and not _alive(parent_pid)
+        orphaned = parent_pid is not None and not pid_alive(parent_pid)
         total += flush(spool, flusher=flusher)
         if stopping or orphaned:
             status = (stop_file.read_text().strip() if stopping else "") or ("FAILED" if orphaned else "FINISHED")
@@ -548,11 +549,3 @@ def watch(spool: Path, stop_file: Path, uri: str | None = None, poll: float = 1.
     return total
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

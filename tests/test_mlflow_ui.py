@@ -7,40 +7,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline_src.plan import build_plan
 from pipeline_src.config import load_params, validate_params
-from workflow_helpers import REPO, SMOKE, hermetic_env
+from workflow_helpers import REPO, SMOKE, free_port, hermetic_env, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow server did not answer at {url} within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +31,7 @@ def ui_workdir(tmp_path_factory) -> Path:
 def mlflow_server(smoke_run, ui_workdir):
     """`mlflow server` on 127.0.0.1 over the smoke run's sqlite store: one worker, no job runner, in its own
     process group (ended as a group: the server forks workers)."""
-    port = _free_port()
+    port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     cmd = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--backend-store-uri",
            f"sqlite:///{smoke_run / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -63,7 +40,7 @@ def mlflow_server(smoke_run, ui_workdir):
                               env=hermetic_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, server)
+        wait_until_up(url, server)
         yield url
     finally:
         try:
