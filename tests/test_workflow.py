@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,8 +168,10 @@ def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_ru
     before = file_hashes(smoke_run)
     dry = snakemake_in(smoke_run, "-n", overlays=(overlay,))
     assert dry.returncode == 0, dry.stderr[-3000:]
-    attack_inputs = [line for line in dry.stdout.split("rule attack:")[1:]]
-    assert attack_inputs and all(f"models/{na}.pt" in block.split("\n")[1] for block in attack_inputs)
+    # each attack job's input: its own dataset's NA ResNet18 (skin4 and chest3 in the smoke config)
+    attack_inputs = [block.split("\n")[1] for block in dry.stdout.split("rule attack:")[1:]]
+    assert attack_inputs and all(re.search(r"models/(\w+)_resnet18_ln0_la0_s0\.pt, data/prepared/\1/test\.pt", line)
+                                 for line in attack_inputs), attack_inputs
     real = snakemake_in(smoke_run, overlays=(overlay,))
     assert real.returncode == 0, real.stderr[-3000:]
     assert planned_total(dry) == executed_total(real) > 5
@@ -191,7 +194,8 @@ def test_after_a_configuration_switch_the_dry_run_counts_what_runs(smoke_run, tm
     """The store's set-up used to be a job that hid the rest of the graph from `-n` after a switch."""
     root = tmp_path / "copy"
     shutil.copytree(smoke_run, root, symlinks=True)  # keeps mtimes and .snakemake's records
-    (root / "params.yaml").write_text(params_change(whitebox={"max_images": 6}, tracking={"enabled": False})(
+    (root / "params.yaml").write_text(params_change(whitebox={"max_images": 6}, audit={"max_images": 6},
+                                                         tracking={"enabled": False})(
         (root / "params.yaml").read_text()))
     dry = snakemake_in(root, "-n")
     real = snakemake_in(root)

@@ -115,9 +115,9 @@ def tracked_runs(root: Path, run: str = "default") -> dict[str, list]:
 
 
 def expected_tracked_jobs(plan) -> int:
-    """One MLflow run per training, attack, evaluation, table and figure job of the plan, Table 4's included
-    (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
-    jobs = len(plan.models) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
+    """One MLflow run per training, attack, evaluation, table and figure job of `make run` (Snakemake's `all`),
+    Table 4's included (a denoiser training per denoiser, an evaluation per denoised row, a run per combined table)."""
+    jobs = len(plan.run_models()) + len(plan.datasets) * len(plan.attacks) + len(plan.evaluated_models()) + len(plan.tables)
     jobs += len(plan.tables) + len(plan.datasets)  # report.smk: figures per table, attack figure per dataset
     jobs += len(plan.whitebox_models()) + len(plan.whitebox_tables)  # beyond the paper
     return jobs + len(plan.denoisers) + sum(r.denoiser is not None for rows in plan.combined.values() for r in rows) \
