@@ -4,7 +4,9 @@ what people compare. `dvc push`/`dvc pull` restore the prepared data."""
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -242,19 +244,17 @@ def test_queued_experiments_run_and_show_their_metrics_and_changed_params(dvc_re
         dvc(dvc_repo, "exp", "run", "--queue", "-S", f"attacks.fgsm_eps4.eps={eps}")
     dvc(dvc_repo, "exp", "run", "--run-all")
     changed = dvc(dvc_repo, "exp", "show", "--only-changed", "--csv").stdout
-    header, *rows = [r for r in changed.splitlines() if r]
-    columns = header.split(",")
+    columns, *rows = [r for r in csv.reader(io.StringIO(changed)) if r]  # values may hold commas: real CSV
     assert "attacks.fgsm_eps4.eps" in columns and "training.lr" not in columns  # only what differs
-    eps_values = {r.split(",")[columns.index("attacks.fgsm_eps4.eps")] for r in rows}
+    eps_values = {r[columns.index("attacks.fgsm_eps4.eps")] for r in rows}
     assert {"2", "6"} <= eps_values
     # every experiment with the tables' headline metrics (a metric the experiments left unchanged, as NA's mean
     # can be on the smoke set's few images, is left out of --only-changed: read the full table)
     shown = dvc(dvc_repo, "exp", "show", "--csv").stdout
-    header, *rows = [r for r in shown.splitlines() if r]
-    columns = header.split(",")
+    columns, *rows = [r for r in csv.reader(io.StringIO(shown)) if r]
     na = [i for i, c in enumerate(columns) if c.endswith("NA.mean_adversarial")]
     eps = columns.index("attacks.fgsm_eps4.eps")
-    by_eps = {r.split(",")[eps]: r.split(",") for r in rows}
+    by_eps = {r[eps]: r for r in rows}
     assert na and {"2", "6"} <= set(by_eps) and all(by_eps[e][i] for e in ("2", "6") for i in na)
     from mlflow.tracking import MlflowClient
 
