@@ -182,6 +182,23 @@ def test_every_make_target_in_the_docs_exists():
     assert make_problems(texts, targets) == []
 
 
+def test_make_reads_the_makefile_and_every_target_plans(tmp_path):
+    """`make -n` of every target: a Makefile that make cannot parse (a recipe line without its tab, a target
+    mangled by an edit) fails here instead of in CI's first command."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for name in ("Makefile", "requirements.lock", "pyproject.toml"):  # what the recipes' prerequisites name
+        shutil.copy(REPO / name, tmp_path / name)
+    targets = sorted(make_targets())
+    result = subprocess.run(["make", "-n", *targets], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "snakemake --cores" in result.stdout and "pytest" in result.stdout
+
+
 def test_every_relative_link_points_to_a_file():
     texts = all_texts(readme_text())
     assert sum(len(LINK.findall(t)) for t in texts.values()) > 10
