@@ -37,7 +37,7 @@ from pipeline_src.config import (AttackConfig, DatasetSpec, TrainConfig, fmt_num
 from pipeline_src.data.prepare import Split, load_split, prepare  # noqa: E402
 from pipeline_src.data.validation import carve_validation  # noqa: E402
 from pipeline_src.evaluate import evaluate_model  # noqa: E402
-from pipeline_src.io import save_torch, write_json, write_text  # noqa: E402
+from pipeline_src.io import load_torch, save_torch, write_json, write_text  # noqa: E402
 from pipeline_src.stats import decode_flags, mcnemar_exact, wilson_interval  # noqa: E402
 from pipeline_src.train import train_model  # noqa: E402
 
@@ -165,7 +165,7 @@ def run_one(args, run: Run, split: str) -> dict:
     model, seconds = train(args, run, paths)
     seconds = old["train_seconds"] if old is not None else seconds  # re-evaluated: the training time stands
     ev = evaluate_model(model, paths[split], sets)
-    history = torch.load(model, weights_only=False)["history"]
+    history = load_torch(model)["history"]
     record = {"run": run.__dict__, "name": run.name, "split": split, "epochs": args.epochs,
               "image_size": args.image_size, "train_seconds": round(seconds, 1), "n": ev["n_test"],
               "accuracy": ev["accuracy"], "correct_flags": ev["correct_flags"],

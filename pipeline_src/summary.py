@@ -50,7 +50,7 @@ def _count(folder: Path, pattern: str) -> int:
     return len(list(folder.glob(pattern))) if folder.is_dir() else 0
 
 
-def _headline(root: Path) -> list[str]:
+def _headline(root: Path) -> str:
     """The run's headline (pipeline_src/headline.py) from its params.yaml, last: what `make run` ends with."""
     from pipeline_src.config import ParamsError, load_params, validate_params
     from pipeline_src.headline import headline
@@ -59,13 +59,12 @@ def _headline(root: Path) -> list[str]:
     try:
         plan = build_plan(validate_params(load_params(root / "params.yaml")))
     except (ParamsError, OSError):
-        return []
-    text = headline(plan, root)
-    return text.rstrip("\n").split("\n") if text else []
+        return ""
+    return headline(plan, root)
 
 
 def summary(root: Path = Path(".")) -> str:
-    return _where(root) + "\n".join(_headline(root)) + "\n"
+    return _where(root) + (_headline(root) or "\n")
 
 
 def _where(root: Path) -> str:

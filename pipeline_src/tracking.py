@@ -271,14 +271,7 @@ class Recorder:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if not self.active:
             return
-        path = Path(path)
-        target = self.folder / f"{len(self.record.artifacts)}" / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)  # no copy: a rerun renames a new file into place, this keeps the old bytes
-        except OSError:
-            shutil.copy2(path, target)
-        self.record.artifacts.append((target.relative_to(self.folder).as_posix(), artifact_path or ""))
+        self.record.artifacts.append((self._keep(path, f"{len(self.record.artifacts)}"), artifact_path or ""))
 
     def log_dict(self, obj: dict, name: str) -> None:
         if not self.active:
@@ -294,17 +287,18 @@ class Recorder:
         the job's critical path. Hard links keep the bytes this job saw, as ``log_artifact`` does."""
         if not self.active:
             return
-        entry: dict[str, Any] = {"checkpoint": self._keep(checkpoint), "splits": {}}
+        entry: dict[str, Any] = {"checkpoint": self._keep(checkpoint, "model"), "splits": {}}
         for context, path in splits.items():
-            entry["splits"][context] = {"file": self._keep(path), "source": str(path)}
+            entry["splits"][context] = {"file": self._keep(path, f"split-{context}"), "source": str(path)}
         self.record.model = entry
 
-    def _keep(self, path: str | Path) -> str:
+    def _keep(self, path: str | Path, subfolder: str) -> str:
+        """``path`` hard-linked into the record's ``subfolder``; its path relative to the record."""
         path = Path(path)
-        target = self.folder / f"m{len(list(self.folder.glob('m*')))}" / path.name
+        target = self.folder / subfolder / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(path, target)
+            os.link(path, target)  # no copy: a rerun renames a new file into place, this keeps the old bytes
         except OSError:
             shutil.copy2(path, target)
         return target.relative_to(self.folder).as_posix()
@@ -453,12 +447,12 @@ class _Flusher:
         for rel, artifact_path in rec.artifacts:
             self.client.log_artifact(run_id, str(folder / rel), artifact_path or None)
         if rec.model:
-            self._log_model(run_id, folder, rec.model)
+            self._log_model(run_id, folder, rec.model, rec.tags.get("dataset", "data"))
         self.client.set_terminated(run_id, rec.status if rec.status != "RUNNING" else "FAILED", end_time=rec.end_ms)
         for sha in rec.outputs.values():
             index[sha] = (rec.start_ms, run_id)
 
-    def _log_model(self, run_id: str, folder: Path, model: Mapping[str, Any]) -> None:
+    def _log_model(self, run_id: str, folder: Path, model: Mapping[str, Any], dataset: str) -> None:
         """The run's classifier as an MLflow model and its splits as inputs. A failure here is reported and
         tagged, never fatal: the run, its metrics and its checkpoint artifact are already logged."""
         from pipeline_src.mlflow_models import log_classifier, log_split
@@ -466,15 +460,13 @@ class _Flusher:
         uri = self.client.tracking_uri
         try:
             from pipeline_src.checkpoints import load_checkpoint
-            from pipeline_src.io import load_torch
 
             checkpoint = folder / model["checkpoint"]
-            spec = load_torch(checkpoint)["spec"]
             loaded = load_checkpoint(checkpoint)
-            logged = log_classifier(loaded.model, run_id=run_id, tracking_uri=uri, channels=spec["in_channels"],
-                                    image_size=spec["image_size"], classes=loaded.classes, checkpoint=checkpoint)
+            spec = loaded.model.spec  # the ModelSpec it was rebuilt from: channels and size of its input
+            logged = log_classifier(loaded.model, run_id=run_id, tracking_uri=uri, channels=spec.in_channels,
+                                    image_size=spec.image_size, classes=loaded.classes, checkpoint=checkpoint)
             self.client.set_tag(run_id, "model_uri", logged.model_uri)
-            dataset = self.client.get_run(run_id).data.tags.get("dataset", "data")
             for context, split in model.get("splits", {}).items():
                 log_split(folder / split["file"], run_id=run_id, tracking_uri=uri, context=context,
                           name=f"{dataset}/{context}", source=split["source"])
