@@ -2,23 +2,17 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
-import sys
 
 import pytest
 
-from workflow_helpers import REPO
+from workflow_helpers import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("run")
 
 
 def fake_run(root, jobs):

@@ -2,22 +2,16 @@
 and a tiny old-vs-new run works end to end (no timing asserts)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 
 import pytest
 
-from workflow_helpers import REPO
+from workflow_helpers import REPO, load_bench_script
 
 
 @pytest.fixture(scope="module")
 def compute():
-    spec = importlib.util.spec_from_file_location("bench_compute", REPO / "bench" / "compute.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_compute"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("compute")
 
 
 def test_section_is_appended_once_then_replaced_in_place(compute, tmp_path):
@@ -60,10 +54,7 @@ def test_tiny_run_against_head_writes_the_section(compute, tmp_path):
 
 
 def test_bench_run_keeps_the_section_when_it_rewrites_the_file(compute, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_run_for_compute", REPO / "bench" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run_for_compute"] = run
-    spec.loader.exec_module(run)
+    run = load_bench_script("run")
     path = tmp_path / "BENCHMARKS.md"
     section = f"{compute.BEGIN}\n| task | ratio |\n{compute.END}"
     path.write_text(f"# Benchmarks\n\nold figures\n\n{section}\n\n## GPU\n")

@@ -192,3 +192,15 @@ def stop_mlflow_server(server: subprocess.Popen) -> None:
         server.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(server.pid, signal.SIGKILL)
+
+
+def load_bench_script(name: str):
+    """bench/<name>.py imported as module ``bench_<name>`` (bench/ is scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"bench_{name}"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
