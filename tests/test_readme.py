@@ -155,6 +155,45 @@ def config_problems(texts: dict[str, str], repo: Path = REPO) -> list[str]:
     return problems
 
 
+def config_comment_texts(repo: Path = REPO) -> dict[str, str]:
+    """The usage lines in configs/*.yaml's comments, as text (a user copies those commands too)."""
+    return {str(p.relative_to(repo)): "\n".join(line.lstrip("#")[1:] for line in p.read_text().splitlines()
+                                               if line.startswith("#"))
+            for p in sorted((repo / "configs").glob("*.yaml"))}
+
+
+def snakemake_problems(texts: dict[str, str], repo: Path = REPO) -> list[str]:
+    """Every `snakemake ...` command, parsed by Snakemake's own argument parser: `--configfile` takes every
+    word after it, so a target written after it is read as a config file (YAML-parsing a CSV path fails)."""
+    import shlex
+
+    from snakemake.cli import get_argument_parser
+
+    parser = get_argument_parser()
+    problems = []
+    for name, text in texts.items():
+        spans = code_spans(text) if name.endswith(".md") else [text]
+        for span in spans:
+            for line in span.replace("\\\n", " ").splitlines():
+                for match in re.finditer(r"(?:^|[\s(])snakemake\s+(.*)", line):
+                    try:
+                        words = shlex.split(match.group(1), comments=True)
+                    except ValueError:
+                        continue  # prose in backticks, not a command
+                    try:
+                        args = parser.parse_args(words)
+                    except SystemExit:
+                        problems.append(f"{name}: `snakemake {match.group(1).strip()}` does not parse")
+                        continue
+                    for conf in args.configfile or []:
+                        if "<" in str(conf):
+                            continue  # a placeholder: configs/<x>.yaml
+                        if Path(conf).suffix not in {".yaml", ".yml", ".json"} or not (repo / conf).is_file():
+                            problems.append(f"{name}: `snakemake {match.group(1).strip()}` reads {conf} as a "
+                                            f"config file: put the targets before --configfile")
+    return problems
+
+
 def length_problems(readme: str) -> list[str]:
     n = len(readme.splitlines())
     return [f"README.md has {n} lines (at most {MAX_README_LINES}: move detail to docs/)"] if n > MAX_README_LINES else []
@@ -209,6 +248,12 @@ def test_every_config_named_exists_and_every_config_is_in_the_readme():
     assert config_problems(all_texts(readme_text())) == []
 
 
+def test_every_snakemake_command_in_the_docs_and_configs_parses_as_meant():
+    texts = {**all_texts(readme_text()), **config_comment_texts()}
+    assert sum(t.count("--configfile configs/") for t in texts.values()) > 5  # the commands were found
+    assert snakemake_problems(texts) == []
+
+
 def test_readme_is_short():
     assert length_problems(readme_text()) == []
 
@@ -230,6 +275,8 @@ def _broken(kind: str) -> str:
         "config_missing": lambda t: t + "\n`configs/gpu_fast.yaml`\n",
         "config_unmentioned": lambda t: t.replace("configs/na_attacker.yaml", "configs/NA"),
         "length": lambda t: t + "\n" * (MAX_README_LINES + 1 - len(t.splitlines())),
+        "snakemake_target_after_configfile": lambda t: t + ("\n```bash\nsnakemake --cores 2 --configfile configs/smoke.yaml \\\n"
+                                                            "    results/tables/table1_skin4_resnet18.csv\n```\n"),
     }
     broken = edits[kind](readme)
     assert broken != readme, f"the {kind} edit changed nothing: update the negative case"
@@ -238,7 +285,8 @@ def _broken(kind: str) -> str:
 
 @pytest.mark.parametrize("kind", ["layout_missing_dir", "layout_bad_path", "layout_bad_description", "cli_subcommand",
                                   "cli_nested", "cli_placeholder", "stage_module", "make_target", "link",
-                                  "config_missing", "config_unmentioned", "length"])
+                                  "config_missing", "config_unmentioned", "length",
+                                  "snakemake_target_after_configfile"])
 def test_each_check_fails_on_a_broken_readme(kind):
     readme = _broken(kind)
     texts = {"README.md": readme}  # the README alone: the docs are checked above, this is about the check
@@ -250,6 +298,7 @@ def test_each_check_fails_on_a_broken_readme(kind):
         "link": lambda: link_problems(texts),
         "config": lambda: config_problems(texts),
         "length": lambda: length_problems(readme),
+        "snakemake": lambda: snakemake_problems(texts),
     }[kind.split("_")[0]]
     problems = check()
     assert problems, f"{kind}: the broken README passed"
