@@ -23,9 +23,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from pipeline_src.summary import summary
+    from pipeline_src.summary import audit_summary, summary
 
-    print(summary(Path(args.root)))
+    print(audit_summary(Path(args.root)) if args.audit else summary(Path(args.root)))
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="where the results are, and how to open the MLflow UI")
     p.add_argument("--root", default=".", help="the workflow's working directory")
+    p.add_argument("--audit", action="store_true",
+                   help="instead: per table, which rows keep their advantage over NA under the strongest attack "
+                        "(what `make audit` ends with)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the Snakefile's jobs for params.yaml (after a change "

@@ -63,6 +63,34 @@ def _headline(root: Path) -> str:
     return headline(plan, root)
 
 
+def audit_summary(root: Path = Path(".")) -> str:
+    """What `make audit` ends with: per audited table, which defended rows keep their advantage over NA under the
+    strongest attack (audit_tables.summary_sentences), or which tables have no audit yet."""
+    import pandas as pd
+
+    from pipeline_src.audit_tables import summary_sentences
+    from pipeline_src.config import ParamsError, load_params, validate_params
+    from pipeline_src.plan import build_plan
+
+    try:
+        plan = build_plan(validate_params(load_params(root / "params.yaml")))
+    except (ParamsError, OSError) as err:
+        return f"no audit summary: {err}\n"
+    if not plan.audit_tables:
+        return "no audit: audit.enabled is false in params.yaml\n"
+    tables = root / "results" / "tables"
+    found = [tables / f"audit_{t}_summary.csv" for t in plan.audit_tables]
+    missing = [p.name for p in found if not p.is_file()]
+    lines = ["", "Is the defence real? Each defended row against NA under the strongest attack, same images "
+             f"(McNemar; {tables}/audit_<table>.csv, docs/audit.md)"]
+    present = [pd.read_csv(p) for p in found if p.is_file()]
+    text = summary_sentences(pd.concat(present, ignore_index=True)) if present else ""
+    lines += [text.rstrip("\n")] if text else []
+    if missing:
+        lines += [f"not audited yet: {', '.join(missing)} (`make audit`, or `snakemake --cores all audit`)"]
+    return "\n".join(lines) + "\n"
+
+
 def summary(root: Path = Path(".")) -> str:
     return _where(root) + (_headline(root) or "\n")
 

@@ -578,6 +578,32 @@ def test_advantage_summary_verdicts(tmp_path):
         advantage_summary("t", rows[1:], cols, AuditConfig.from_params(cfg))
 
 
+def test_make_audit_ends_with_each_tables_verdict_and_names_the_tables_not_audited(tmp_path):
+    """`python -m pipeline_src summary --audit`, the last command of `make audit`, on a run with one table audited."""
+    import shutil
+    import subprocess
+    import sys
+
+    from workflow_helpers import REPO
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    pd.DataFrame([{"table": "table1_skin4_resnet18", "lambda_n": 1, "lambda_a": 10, "eps": "8", "n_images": 32,
+                   "strongest_row": 40.625, "strongest_na": 12.5, "strongest_p": 0.004, "verdict": "keeps"},
+                  {"table": "table1_skin4_resnet18", "lambda_n": 0, "lambda_a": 10, "eps": "8", "n_images": 32,
+                   "strongest_row": 9.375, "strongest_na": 12.5, "strongest_p": 1.0, "verdict": "loses"}]
+                 ).to_csv(tmp_path / "results" / "tables" / "audit_table1_skin4_resnet18_summary.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "pipeline_src", "summary", "--audit", "--root", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("Is the defence real?")
+    assert lines[1].startswith("- table1_skin4_resnet18 (eps 8, 32 images")
+    assert "keeps: ln=1, la=10 (40.6% vs NA 12.5%, p=0.004)" in lines[1] and "loses: ln=0, la=10" in lines[1]
+    assert lines[-1] == ("not audited yet: audit_table2_chest3_resnet18_summary.csv, "
+                         "audit_table3_skin4_vgg16_summary.csv (`make audit`, or `snakemake --cores all audit`)")
+
+
 # --------------------------------------------------------------------------- the jobs end to end (tiny models)
 
 
