@@ -51,6 +51,12 @@ class ThreatColumn:
     source: str  # "evaluation" | "whitebox" | "audit"
     method: str
 
+    @property
+    def key(self) -> str:
+        """Its name in RowFlags.flags: the transfer sets and the white-box attacks share names (fgsm_eps8 is both,
+        by design), so those two carry their threat model; the audit's own names are unique (the schema checks)."""
+        return self.column if self.source == "audit" else f"{self.threat}:{self.column}"
+
 
 def threat_columns(cfg: dict) -> list[ThreatColumn]:
     """Every eps-bounded attack column the audit tables read, from validated params (C&W has no eps: left out)."""
@@ -72,7 +78,7 @@ def threat_columns(cfg: dict) -> list[ThreatColumn]:
 
 @dataclass
 class RowFlags:
-    """One model's per-image correctness on the audit's images, per column."""
+    """One model's per-image correctness on the audit's images, per column (ThreatColumn.key, and 'clean')."""
     lambda_n: str
     lambda_a: str
     n: int
@@ -116,13 +122,14 @@ def load_row(audit_paths: Sequence[str | Path], evaluation_path: str | Path | No
             raise ValueError(f"{path} and {first_path} are not records of the same model on the same images")
         row.flags |= _restrict(rec, path, indices, list(rec["correct_flags"]), "audit")
     for source, path in (("evaluation", evaluation_path), ("whitebox", whitebox_path)):
-        wanted = [c.column for c in columns if c.source == source]
+        wanted = [c for c in columns if c.source == source]
         if not wanted or path is None:
             continue
         rec = json.loads(Path(path).read_text())
         if (rec["lambda_n"], rec["lambda_a"]) != (first["lambda_n"], first["lambda_a"]):
             raise ValueError(f"{path} is not a record of the model of {first_path}")
-        row.flags |= _restrict(rec, str(path), indices, wanted, source)
+        flags = _restrict(rec, str(path), indices, [c.column for c in wanted], source)
+        row.flags |= {c.key: flags[c.column] for c in wanted}
     return row
 
 
@@ -130,7 +137,7 @@ def load_row(audit_paths: Sequence[str | Path], evaluation_path: str | Path | No
 
 
 def _present(row: RowFlags, columns: Sequence[ThreatColumn]) -> list[ThreatColumn]:
-    return [c for c in columns if c.column in row.flags]
+    return [c for c in columns if c.key in row.flags]
 
 
 def threat_flags(row: RowFlags, columns: Sequence[ThreatColumn]) -> dict[tuple[str, float], list[bool]]:
@@ -140,8 +147,8 @@ def threat_flags(row: RowFlags, columns: Sequence[ThreatColumn]) -> dict[tuple[s
     clean = [row.flags["clean"]] if "clean" in row.flags else []
     groups: dict[tuple[str, float], list[list[bool]]] = {}
     for c in _present(row, columns):
-        groups.setdefault((c.threat, c.eps), list(clean)).append(row.flags[c.column])
-        groups.setdefault(("strongest", c.eps), list(clean)).append(row.flags[c.column])
+        groups.setdefault((c.threat, c.eps), list(clean)).append(row.flags[c.key])
+        groups.setdefault(("strongest", c.eps), list(clean)).append(row.flags[c.key])
     order = {t: i for i, t in enumerate((*THREATS, "strongest"))}
     return {k: worst_case(v) for k, v in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))}
 
@@ -156,7 +163,7 @@ def row_checks(row: RowFlags, columns: Sequence[ThreatColumn], cfg: AuditConfig)
         for c in present:
             if c.threat in threats:
                 family = c.method if c.threat in ("whitebox", "autoattack") else f"{c.threat}:{c.method}"
-                out.setdefault(family, {})[c.eps] = min(out.get(family, {}).get(c.eps, n), row.correct(c.column))
+                out.setdefault(family, {})[c.eps] = min(out.get(family, {}).get(c.eps, n), row.correct(c.key))
         return out
 
     whitebox = by_method(("whitebox", "autoattack"))
@@ -166,7 +173,7 @@ def row_checks(row: RowFlags, columns: Sequence[ThreatColumn], cfg: AuditConfig)
     for (t, e), f in threats.items():
         if t in TRANSFER_THREATS:
             tr_eps.setdefault(e, []).append(f)
-    gradient = [row.flags[c.column] for c in present if c.threat == "whitebox" and c.eps == cfg.square_eps]
+    gradient = [row.flags[c.key] for c in present if c.threat == "whitebox" and c.eps == cfg.square_eps]
     return {
         "eps_monotone": eps_monotone(whitebox, n, tolerance_images=cfg.eps_tolerance_images),
         "iterative_vs_single": iterative_vs_single(
@@ -203,7 +210,7 @@ def build_audit_table(rows: Sequence[RowFlags], columns: Sequence[ThreatColumn],
             line |= {name: acc, f"{name}_ci_low": low, f"{name}_ci_high": high}
             if threat == "strongest":
                 single = [c for c in _present(row, columns) if c.eps == eps]
-                line[f"{name}_attack"] = min(single, key=lambda c: (row.correct(c.column), c.column)).column
+                line[f"{name}_attack"] = min(single, key=lambda c: (row.correct(c.key), c.key)).key
         if UNBOUNDED_COLUMN in row.flags:
             line[UNBOUNDED_COLUMN] = _acc(row.correct(UNBOUNDED_COLUMN), row.n)[0]
         for name, check in row_checks(row, columns, cfg).items():
@@ -265,7 +272,7 @@ def advantage_summary(table: str, rows: Sequence[RowFlags], columns: Sequence[Th
                      f"{label}_diff": 100.0 * (sum(mine) - sum(theirs)) / row.n,
                      f"{label}_p": mcnemar_exact(better, worse)}
         line["strongest_attack"] = min((c for c in _present(row, columns) if c.eps == eps),
-                                       key=lambda c: (row.correct(c.column), c.column)).column
+                                       key=lambda c: (row.correct(c.key), c.key)).key
         line["verdict"] = verdict(line["paper_diff"], line["strongest_diff"], line["strongest_p"], cfg.significance)
         out.append(line)
     return pd.DataFrame(out)
@@ -286,7 +293,7 @@ def summary_sentences(summary: pd.DataFrame) -> str:
     lines = []
     for table, part in summary.groupby("table", sort=False):
         eps = part["eps"].iloc[0]
-        groups = {v: [f"ln={r.lambda_n}, la={r.lambda_a} ({r.strongest_row:.1f}% vs NA {r.strongest_na:.1f}%, "
+        groups = {v: [f"ln={fmt_number(float(r.lambda_n))}, la={fmt_number(float(r.lambda_a))} ({r.strongest_row:.1f}% vs NA {r.strongest_na:.1f}%, "
                       f"p={r.strongest_p:.2g})" for r in part.itertuples() if r.verdict == v]
                   for v in ("keeps", "ahead, not significant", "loses", "no advantage")}
         text = f"- {table} (eps {eps}, {int(part['n_images'].iloc[0])} images, strongest attack per row): "

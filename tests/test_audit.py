@@ -513,7 +513,8 @@ def test_audit_table_worst_case_subset_and_checks(tmp_path):
     # 8 test images; white-box attacked images 0, 2, 4, 6, 7; the audit 0, 2, 4, 6
     ev = _record(tmp_path / "ev.json", {"clean": [T] * 8, "fgsm_eps4": [T, F_, T, F_, T, F_, T, T],
                                          "fgsm_eps8": [T, F_, T, F_, F_, F_, T, T], "cw": [F_] * 8})
-    wb = _record(tmp_path / "wb.json", {"clean": [T] * 5, "fgsm_eps8": [T, T, F_, T, T],
+    # the white-box FGSM shares its name with the transfer set (fgsm_eps8) and differs from it on image 0
+    wb = _record(tmp_path / "wb.json", {"clean": [T] * 5, "fgsm_eps8": [F_, T, F_, T, T],
                                          "pgd20_eps4": [T, T, F_, T, F_], "pgd20_eps8": [F_, T, T, F_, T]},
                  indices=[0, 2, 4, 6, 7])
     au = _record(tmp_path / "au.json", {"clean": [T, T, T, F_], "mi_fgsm_eps8": [T, T, F_, T],
@@ -521,19 +522,22 @@ def test_audit_table_worst_case_subset_and_checks(tmp_path):
                                          "autoattack_eps8": [F_, T, F_, F_], "pgd_unbounded": [F_, F_, F_, T]},
                  indices=[0, 2, 4, 6])
     row = load_row([au], ev, wb, cols)
-    assert row.n == 4 and row.flags["fgsm_eps8"] == [T, T, F_, T]  # evaluation restricted to images 0, 2, 4, 6
-    assert row.flags["pgd20_eps8"] == [F_, T, T, F_]  # white-box restricted to the audit's images
+    assert row.n == 4 and row.flags["transfer:fgsm_eps8"] == [T, T, F_, T]  # evaluation restricted to 0, 2, 4, 6
+    assert row.flags["whitebox:fgsm_eps8"] == [F_, T, F_, T]  # white-box restricted to the audit's images,
+    assert row.flags["whitebox:pgd20_eps8"] == [F_, T, T, F_]  # not written over the transfer set of that name
     table = build_audit_table([row], cols, AuditConfig.from_params(cfg))
     line = table.iloc[0]
     # worst case with the clean image: fgsm_eps8 [T,T,F,T] and clean [T,T,T,F] leave images 0 and 2
     assert line["clean"] == 75.0 and line["transfer_eps8"] == 50.0 and line["strong_transfer_eps8"] == 50.0
-    assert line["whitebox_eps8"] == 25.0  # fgsm [T,T,F,T] and pgd [F,T,T,F]: only image 2 survives both
+    assert line["whitebox_eps8"] == 25.0  # fgsm [F,T,F,T] and pgd [F,T,T,F]: only image 2 survives both
     assert line["strongest_eps8"] == 0.0 and line["square_eps8"] == 0.0
     assert line["strongest_eps8_attack"] == "square_eps8"
     low, high = line["whitebox_eps8_ci_low"], line["whitebox_eps8_ci_high"]
     assert low < 25.0 < high and high - low > 40  # Wilson on 1/4
     assert line["check_eps_monotone"] == "pass"  # pgd 2/4 at eps 4 -> 2/4 at eps 8
-    assert line["check_iterative_vs_single"] == "pass"  # pgd 2/4 <= fgsm 3/4 at eps 8
+    assert line["check_iterative_vs_single"] == "pass"  # pgd 2/4 <= fgsm 2/4 at eps 8
+    # transfer = the worst case over every transfer threat (with the real FGSM set, not the white-box one: 0%)
+    assert "white-box 25.0% <= transfer 25.0% @8" in line["check_whitebox_vs_transfer_detail"]
     assert line["check_whitebox_vs_transfer"] == "pass"
     # AutoAttack 1/4 vs PGD-20 2/4 at eps 8; no AutoAttack at eps 4
     assert line["check_autoattack_vs_pgd"] == "pass" and "@4" not in line["check_autoattack_vs_pgd_detail"]
@@ -560,7 +564,7 @@ def test_advantage_summary_verdicts(tmp_path):
     n = 40
 
     def row(ln, paper_correct, strongest_correct):
-        flags = {"clean": [T] * n, "fgsm_eps8": [i < paper_correct for i in range(n)],
+        flags = {"clean": [T] * n, "transfer:fgsm_eps8": [i < paper_correct for i in range(n)],
                  "square_eps8": [i < strongest_correct for i in range(n)]}
         return RowFlags(str(ln), "0", n, flags)
 
