@@ -728,6 +728,11 @@ def test_make_audit_on_the_smoke_config_writes_the_audit_table_with_its_checks(s
         assert len(summary) == len(plan.tables[table]) - 1  # every defended row against NA
         assert set(summary["verdict"]) <= {"keeps", "ahead, not significant", "loses", "no advantage"}
         assert (root / "results" / "figures" / f"audit_{table}.png").stat().st_size > 5000
+    # what `make audit` does next: the report with the audit's tables and figures
+    report = snakemake_in(root, "--report", "report.html", "all", "audit")
+    assert report.returncode == 0, report.stderr[-4000:]
+    html = (root / "report.html").read_text(errors="replace")
+    assert all(f"audit_{t}.csv" in html and f"audit_{t}.png" in html for t in plan.audit_tables)
     found = tracked_runs(root)
     assert len(found["audit_model"]) == 4 * len(plan.audit_models())
     assert len(found["audit_craft"]) == len(plan.audit_transfer) and len(found["audit_table"]) == len(plan.audit_tables)

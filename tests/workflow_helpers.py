@@ -63,8 +63,9 @@ def make_clone(dest: Path, *overlays: Path | dict, git: bool = False) -> Path:
 def snakemake_in(root: Path, *args: str, overlays: tuple[Path, ...] = (), cores: str = "2",
                  env: dict[str, str] | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Snakemake started in ``root`` (a clone) on its own Snakefile, as a user runs it."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", cores,
-           *(["--configfile", *map(str, overlays)] if overlays else []), *args]
+    # --configfile takes every word up to the next option: "--cores" ends it, so a target in args stays a target
+    cmd = [sys.executable, "-m", "snakemake", *(["--configfile", *map(str, overlays)] if overlays else []),
+           "--cores", cores, *args]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=env or hermetic_env())
 
 
