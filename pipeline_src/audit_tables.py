@@ -140,6 +140,11 @@ def _present(row: RowFlags, columns: Sequence[ThreatColumn]) -> list[ThreatColum
     return [c for c in columns if c.key in row.flags]
 
 
+def strongest_attack(row: RowFlags, columns: Sequence[ThreatColumn], eps: float) -> str:
+    """The single attack at ``eps`` that leaves the row fewest correct images (ties: by name)."""
+    return min((c for c in _present(row, columns) if c.eps == eps), key=lambda c: (row.correct(c.key), c.key)).key
+
+
 def threat_flags(row: RowFlags, columns: Sequence[ThreatColumn]) -> dict[tuple[str, float], list[bool]]:
     """(threat, eps) -> per-image worst case over that threat model's columns and the clean image (it lies in
     every eps-ball: robust = right when clean and under every attack, as AutoAttack counts); plus
@@ -209,8 +214,7 @@ def build_audit_table(rows: Sequence[RowFlags], columns: Sequence[ThreatColumn],
             acc, low, high = _acc(sum(flags), row.n)
             line |= {name: acc, f"{name}_ci_low": low, f"{name}_ci_high": high}
             if threat == "strongest":
-                single = [c for c in _present(row, columns) if c.eps == eps]
-                line[f"{name}_attack"] = min(single, key=lambda c: (row.correct(c.key), c.key)).key
+                line[f"{name}_attack"] = strongest_attack(row, columns, eps)
         if UNBOUNDED_COLUMN in row.flags:
             line[UNBOUNDED_COLUMN] = _acc(row.correct(UNBOUNDED_COLUMN), row.n)[0]
         for name, check in row_checks(row, columns, cfg).items():
@@ -271,8 +275,7 @@ def advantage_summary(table: str, rows: Sequence[RowFlags], columns: Sequence[Th
             line |= {f"{label}_row": 100.0 * sum(mine) / row.n, f"{label}_na": 100.0 * sum(theirs) / row.n,
                      f"{label}_diff": 100.0 * (sum(mine) - sum(theirs)) / row.n,
                      f"{label}_p": mcnemar_exact(better, worse)}
-        line["strongest_attack"] = min((c for c in _present(row, columns) if c.eps == eps),
-                                       key=lambda c: (row.correct(c.key), c.key)).key
+        line["strongest_attack"] = strongest_attack(row, columns, eps)
         line["verdict"] = verdict(line["paper_diff"], line["strongest_diff"], line["strongest_p"], cfg.significance)
         out.append(line)
     return pd.DataFrame(out)
@@ -293,8 +296,9 @@ def summary_sentences(summary: pd.DataFrame) -> str:
     lines = []
     for table, part in summary.groupby("table", sort=False):
         eps = part["eps"].iloc[0]
-        groups = {v: [f"ln={fmt_number(float(r.lambda_n))}, la={fmt_number(float(r.lambda_a))} ({r.strongest_row:.1f}% vs NA {r.strongest_na:.1f}%, "
-                      f"p={r.strongest_p:.2g})" for r in part.itertuples() if r.verdict == v]
+        groups = {v: [f"ln={fmt_number(r.lambda_n)}, la={fmt_number(r.lambda_a)} "
+                      f"({r.strongest_row:.1f}% vs NA {r.strongest_na:.1f}%, p={r.strongest_p:.2g})"
+                      for r in part.itertuples() if r.verdict == v]
                   for v in ("keeps", "ahead, not significant", "loses", "no advantage")}
         text = f"- {table} (eps {eps}, {int(part['n_images'].iloc[0])} images, strongest attack per row): "
         text += "; ".join(f"{v}: {', '.join(rows)}" for v, rows in groups.items() if rows) + "."

@@ -5,10 +5,14 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pipeline_src import tracking
 from pipeline_src.redact import browser_url, redact_uri
+
+if TYPE_CHECKING:
+    from pipeline_src.plan import Plan
 
 UI_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"  # no background job runner: one process, not ~16
 
@@ -50,14 +54,21 @@ def _count(folder: Path, pattern: str) -> int:
     return len(list(folder.glob(pattern))) if folder.is_dir() else 0
 
 
-def _headline(root: Path) -> str:
-    """The run's headline (pipeline_src/headline.py) from its params.yaml, last: what `make run` ends with."""
-    from pipeline_src.config import ParamsError, load_params, validate_params
-    from pipeline_src.headline import headline
+def _plan(root: Path) -> Plan:
+    """The run's plan from its params.yaml (ParamsError or OSError when there is none to read)."""
+    from pipeline_src.config import load_params, validate_params
     from pipeline_src.plan import build_plan
 
+    return build_plan(validate_params(load_params(root / "params.yaml")))
+
+
+def _headline(root: Path) -> str:
+    """The run's headline (pipeline_src/headline.py) from its params.yaml, last: what `make run` ends with."""
+    from pipeline_src.config import ParamsError
+    from pipeline_src.headline import headline
+
     try:
-        plan = build_plan(validate_params(load_params(root / "params.yaml")))
+        plan = _plan(root)
     except (ParamsError, OSError):
         return ""
     return headline(plan, root)
@@ -69,22 +80,21 @@ def audit_summary(root: Path = Path(".")) -> str:
     import pandas as pd
 
     from pipeline_src.audit_tables import summary_sentences
-    from pipeline_src.config import ParamsError, load_params, validate_params
-    from pipeline_src.plan import build_plan
+    from pipeline_src.config import ParamsError
 
     try:
-        plan = build_plan(validate_params(load_params(root / "params.yaml")))
+        plan = _plan(root)
     except (ParamsError, OSError) as err:
         return f"no audit summary: {err}\n"
     if not plan.audit_tables:
         return "no audit: audit.enabled is false in params.yaml\n"
     tables = root / "results" / "tables"
-    found = [tables / f"audit_{t}_summary.csv" for t in plan.audit_tables]
-    missing = [p.name for p in found if not p.is_file()]
+    summaries = [tables / f"audit_{t}_summary.csv" for t in plan.audit_tables]
+    present = [p for p in summaries if p.is_file()]
+    missing = [p.name for p in summaries if p not in present]
     lines = ["", "Is the defence real? Each defended row against NA under the strongest attack, same images "
              f"(McNemar; {tables}/audit_<table>.csv, docs/audit.md)"]
-    present = [pd.read_csv(p) for p in found if p.is_file()]
-    text = summary_sentences(pd.concat(present, ignore_index=True)) if present else ""
+    text = summary_sentences(pd.concat(map(pd.read_csv, present), ignore_index=True)) if present else ""
     lines += [text.rstrip("\n")] if text else []
     if missing:
         lines += [f"not audited yet: {', '.join(missing)} (`make audit`, or `snakemake --cores all audit`)"]

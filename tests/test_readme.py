@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,16 @@ def config_comment_texts(repo: Path = REPO) -> dict[str, str]:
             for p in sorted((repo / "configs").glob("*.yaml"))}
 
 
+def snakemake_commands(texts: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """(document, the words after `snakemake`) for every command line, continuation lines joined; markdown is
+    read in its code spans, a config's comment text whole."""
+    for name, text in texts.items():
+        for span in code_spans(text) if name.endswith(".md") else [text]:
+            for line in span.replace("\\\n", " ").splitlines():
+                for match in re.finditer(r"(?:^|[\s(])snakemake\s+(.*)", line):
+                    yield name, match.group(1).strip()
+
+
 def snakemake_problems(texts: dict[str, str], repo: Path = REPO) -> list[str]:
     """Every `snakemake ...` command, parsed by Snakemake's own argument parser: `--configfile` takes every
     word after it, so a target written after it is read as a config file (YAML-parsing a CSV path fails)."""
@@ -171,26 +182,22 @@ def snakemake_problems(texts: dict[str, str], repo: Path = REPO) -> list[str]:
 
     parser = get_argument_parser()
     problems = []
-    for name, text in texts.items():
-        spans = code_spans(text) if name.endswith(".md") else [text]
-        for span in spans:
-            for line in span.replace("\\\n", " ").splitlines():
-                for match in re.finditer(r"(?:^|[\s(])snakemake\s+(.*)", line):
-                    try:
-                        words = shlex.split(match.group(1), comments=True)
-                    except ValueError:
-                        continue  # prose in backticks, not a command
-                    try:
-                        args = parser.parse_args(words)
-                    except SystemExit:
-                        problems.append(f"{name}: `snakemake {match.group(1).strip()}` does not parse")
-                        continue
-                    for conf in args.configfile or []:
-                        if "<" in str(conf):
-                            continue  # a placeholder: configs/<x>.yaml
-                        if Path(conf).suffix not in {".yaml", ".yml", ".json"} or not (repo / conf).is_file():
-                            problems.append(f"{name}: `snakemake {match.group(1).strip()}` reads {conf} as a "
-                                            f"config file: put the targets before --configfile")
+    for name, command in snakemake_commands(texts):
+        try:
+            words = shlex.split(command, comments=True)
+        except ValueError:
+            continue  # unbalanced quotes: prose in backticks, not a command
+        try:
+            args = parser.parse_args(words)
+        except SystemExit:
+            problems.append(f"{name}: `snakemake {command}` does not parse")
+            continue
+        for conf in args.configfile or []:
+            if "<" in str(conf):
+                continue  # a placeholder: configs/<x>.yaml
+            if Path(conf).suffix not in {".yaml", ".yml", ".json"} or not (repo / conf).is_file():
+                problems.append(f"{name}: `snakemake {command}` reads {conf} as a config file: "
+                                "put the targets before --configfile")
     return problems
 
 
@@ -275,8 +282,9 @@ def _broken(kind: str) -> str:
         "config_missing": lambda t: t + "\n`configs/gpu_fast.yaml`\n",
         "config_unmentioned": lambda t: t.replace("configs/na_attacker.yaml", "configs/NA"),
         "length": lambda t: t + "\n" * (MAX_README_LINES + 1 - len(t.splitlines())),
-        "snakemake_target_after_configfile": lambda t: t + ("\n```bash\nsnakemake --cores 2 --configfile configs/smoke.yaml \\\n"
-                                                            "    results/tables/table1_skin4_resnet18.csv\n```\n"),
+        "snakemake_target_after_configfile": lambda t: t + (
+            "\n```bash\nsnakemake --cores 2 --configfile configs/smoke.yaml \\\n"
+            "    results/tables/table1_skin4_resnet18.csv\n```\n"),
     }
     broken = edits[kind](readme)
     assert broken != readme, f"the {kind} edit changed nothing: update the negative case"
