@@ -54,13 +54,18 @@ report: $(STAMP)
 dry-run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) -n
 
+# The suite on every core (pytest-xdist): tests that share a run or a module's fixture stay on one worker, the
+# longest start first (tests/xdist_groups.py). `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The edit-test loop: unit tests and the smoke workflow, without the SLURM cluster, the browser, the
 # determinism re-run and the DVC/named-run end-to-end runs (`heavy`), which `make test` keeps.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not heavy"
+	$(PYTEST) -m "not heavy"
 
 # dvc.yaml after a change of tables, rows, seeds, datasets or attacks (never needed for a value change)
 dvc-yaml: $(STAMP)

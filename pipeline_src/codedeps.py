@@ -46,6 +46,14 @@ def affects_outputs(tree: ast.Module) -> bool:
 
 
 def _tree(path: Path) -> ast.Module:
+    stat = path.stat()
+    return _parsed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parsed(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """Each source file parsed once per process and version: the Snakefile asks for every stage's closure,
+    and the stages share most of their modules (parsing them per stage was 5 s of each `snakemake` start)."""
     return ast.parse(path.read_text(), filename=str(path))
 
 
@@ -54,7 +62,13 @@ def imported_modules(module: str, root: Path = PACKAGE_DIR.parent) -> set[str]:
     path = module_file(module, root)
     if path is None:
         return set()
-    tree = _tree(path)
+    stat = path.stat()
+    return set(_imports(module, path, stat.st_mtime_ns, stat.st_size, root))
+
+
+@functools.cache
+def _imports(module: str, path: Path, mtime_ns: int, size: int, root: Path) -> frozenset[str]:
+    tree = _parsed(path, mtime_ns, size)
     is_package = path.name == "__init__.py"
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -66,7 +80,7 @@ def imported_modules(module: str, root: Path = PACKAGE_DIR.parent) -> set[str]:
             found.add(base)
             # `from pipeline_src.data import folder` imports the submodule pipeline_src.data.folder
             found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {m for m in found if module_file(m, root) is not None}
+    return frozenset(m for m in found if module_file(m, root) is not None)
 
 
 def _with_parents(module: str) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from workflow_helpers import REPO, SMOKE, SMOKE_CORES, hermetic_env, make_clone, snakemake_in
+from xdist_groups import pytest_collection_modifyitems  # noqa: F401  (a hook: pytest finds it by its name)
 
 
 @pytest.fixture(scope="session")

@@ -162,17 +162,19 @@ def test_a_named_run_writes_only_its_own_tree_and_its_dry_run_is_honest(smoke_ru
     The overlay also lets the NA ResNet18 craft the attacks (surrogate.source: na_model, the paper's attacker):
     the attack jobs read the NA model, and its I-FGSM accuracy equals its white-box I-FGSM accuracy."""
     na = "chest3_resnet18_ln0_la0_s0"
-    overlay = tmp_path / "na_attacker.yaml"  # merged over the clone's params.yaml (the smoke config): a whole smoke run
+    overlay = tmp_path / "na_attacker.yaml"  # merged over the clone's params.yaml (the smoke config)
     overlay.write_text(yaml.safe_dump({"run": "na_attacker", "surrogate": {"source": "na_model"},
                                        "whitebox": {"max_images": 0}, "audit": {"enabled": False}}))
+    # Table 2 and its NA model's white-box record, not the whole run: the chest3 third of a smoke run's jobs
+    targets = ("results/tables/table2_chest3_resnet18.csv", f"results/metrics/whitebox/{na}.json")
     before = file_hashes(smoke_run)
-    dry = snakemake_in(smoke_run, "-n", overlays=(overlay,))
+    dry = snakemake_in(smoke_run, "-n", *targets, overlays=(overlay,))
     assert dry.returncode == 0, dry.stderr[-3000:]
-    # each attack job's input: its own dataset's NA ResNet18 (skin4 and chest3 in the smoke config)
+    # each attack job's input: its own dataset's NA ResNet18
     attack_inputs = [block.split("\n")[1] for block in dry.stdout.split("rule attack:")[1:]]
     assert attack_inputs and all(re.search(r"models/(\w+)_resnet18_ln0_la0_s0\.pt, data/prepared/\1/test\.pt", line)
                                  for line in attack_inputs), attack_inputs
-    real = snakemake_in(smoke_run, overlays=(overlay,))
+    real = snakemake_in(smoke_run, *targets, overlays=(overlay,))
     assert real.returncode == 0, real.stderr[-3000:]
     assert planned_total(dry) == executed_total(real) > 5
     assert file_hashes(smoke_run) == before  # the default run's data, models and results untouched
