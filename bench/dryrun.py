@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_run import checkout  # noqa: E402
+from make_run import checkout, emit  # noqa: E402
 
 
 def dry_run(root: Path) -> float:
@@ -61,10 +61,7 @@ def main() -> int:
     for key, label in names.items():
         med = statistics.median(times[key])
         lines.append(f"| {label} | {med:.2f} | {min(times[key]):.2f} | {med / before:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
+    emit(lines, args.markdown)
     return 0
 
 

@@ -97,11 +97,16 @@ def main() -> int:
                      f"{a.get('seconds', 0):.0f} |")
     lines += ["", f"Paper tables 1-3 byte-identical: {len(same)} of {len(tables)} files"
                   + ("" if len(same) == len(tables) else f" (differ: {', '.join(sorted(set(tables) - set(same)))})")]
+    emit(lines, args.markdown)
+    return 0
+
+
+def emit(lines: list[str], markdown: str | None) -> None:
+    """Print a benchmark's Markdown and write it to ``markdown`` if given."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    return 0
+    if markdown:
+        Path(markdown).write_text(text)
 
 
 if __name__ == "__main__":
