@@ -56,7 +56,10 @@ dry-run: $(STAMP)
 
 # The suite on every core (pytest-xdist): tests that share a run or a module's fixture stay on one worker, the
 # longest start first (tests/xdist_groups.py). `make test PYTEST_WORKERS=0` runs it in one process.
-PYTEST_WORKERS ?= auto
+# Workers: the CPUs this process may use (nproc; xdist's `auto` counts the host's physical cores, which a
+# container or a hyperthreaded VM misreports), at most 4: past that the two long units (the smoke run's tests,
+# the DVC repository's) set the time.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test: $(STAMP)
