@@ -55,8 +55,9 @@ def main() -> int:
     names = {"python -c pass": "python -c pass", "before": f"snakemake -n, {args.before}",
              "after": f"snakemake -n, {args.after or 'working tree'}"}
     before = statistics.median(times["before"])
-    lines = [f"`python bench/dryrun.py --before {args.before} --rounds {args.rounds}`"
-             f"{' --after ' + args.after if args.after else ''}: default params.yaml, nothing built, interleaved rounds",
+    after = f" --after {args.after}" if args.after else ""
+    lines = [f"`python bench/dryrun.py --before {args.before} --rounds {args.rounds}{after}`: default params.yaml,"
+             " nothing built, interleaved rounds",
              "", "| command | median (s) | best (s) | median / before |", "|---|---|---|---|"]
     for key, label in names.items():
         med = statistics.median(times[key])

@@ -35,8 +35,8 @@ CHILD_ENV = "PIPELINE_FORKSERVER_CHILD"
 # Third-party modules only (each child imports the project's own code from disk): what the jobs import that
 # costs a second or more (torch; torch._dynamo, which torch.optim imports on the first optimizer's construction,
 # 1.8 s in every training and denoiser job; pandas; matplotlib; statsmodels)
-PRELOAD = ("torch", "torch.nn.functional", "torch.optim", "torch._dynamo", "numpy", "pandas", "matplotlib.pyplot", "yaml",
-           "jsonschema", "tqdm", "statsmodels.stats.proportion", "statsmodels.stats.contingency_tables")
+PRELOAD = ("torch", "torch.nn.functional", "torch.optim", "torch._dynamo", "numpy", "pandas", "matplotlib.pyplot",
+           "yaml", "jsonschema", "tqdm", "statsmodels.stats.proportion", "statsmodels.stats.contingency_tables")
 _HEADER = struct.Struct("!I")
 
 

@@ -4,6 +4,7 @@ with xdist 3.8 did: pytest-dev/pytest-xdist#1386), which would build the smoke r
 every worker and split a module's fixture between them."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,8 @@ def test_tests_that_share_a_run_or_a_module_fixture_stay_on_one_worker_and_long_
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
                              "--dist", "loadgroup", "--no-loadscope-reorder", "-m", "", str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**_env(), "RECORD": str(record)})
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+                                 "RECORD": str(record)})  # not this run's xdist worker variables
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = [line.split(" ", 1) for line in record.read_text().splitlines()]
     workers = lambda what: [w for w, x in lines if x == what]  # noqa: E731
@@ -89,8 +91,3 @@ def test_tests_that_share_a_run_or_a_module_fixture_stay_on_one_worker_and_long_
     smoke_worker = workers("setup smoke_run")[0]
     assert [x for w, x in lines if w == smoke_worker][:2] == ["setup smoke_run", "test smoke"]
 
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
