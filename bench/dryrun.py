@@ -7,7 +7,6 @@ built yet. Most tests and every `make run`, `dvc repro` render and SLURM job sta
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -16,24 +15,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_run import checkout, emit  # noqa: E402
+from compute import python_pass_s  # noqa: E402
+from make_run import checkout, emit, user_env  # noqa: E402
 
 
 def dry_run(root: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
     t0 = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2"], cwd=root, env=env,
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2"], cwd=root, env=user_env(),
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if result.returncode != 0:
         raise SystemExit(f"snakemake -n failed in {root}:\n{result.stderr[-3000:]}")
     return elapsed
-
-
-def bare_python() -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "pass"], check=True)
-    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -48,7 +41,7 @@ def main() -> int:
     times: dict[str, list[float]] = {"python -c pass": [], "before": [], "after": []}
     dry_run(roots["before"]), dry_run(roots["after"])  # warm the file cache for both
     for i in range(args.rounds):
-        times["python -c pass"].append(bare_python())
+        times["python -c pass"].append(python_pass_s())
         for label in (("before", "after") if i % 2 == 0 else ("after", "before")):
             times[label].append(dry_run(roots[label]))
         print(f"round {i + 1}: before {times['before'][-1]:.2f} s, after {times['after'][-1]:.2f} s", flush=True)

@@ -37,9 +37,14 @@ def checkout(rev: str | None, dest: Path) -> Path:
     return dest
 
 
+def user_env() -> dict[str, str]:
+    """This environment without a tracking store, DVC or pipeline variable: a run as a user starts it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
+
+
 def make_run(root: Path) -> dict[str, float]:
     """The Makefile's `run` recipe, timed step by step, with this venv first on PATH (as `make` sets it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
+    env = user_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     bin_ = Path(sys.executable).parent
     steps = {"snakemake --cores all": [str(bin_ / "snakemake"), "--cores", "all"],

@@ -27,9 +27,10 @@ def shared_state(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not getattr(config.option, "loadgroup", False):  # set in xdist's workers under --dist loadgroup
         return
-    groups = {id(item): shared_state(item) or item.nodeid for item in items}
+    shared = {id(item): shared_state(item) for item in items}
     for item in items:
-        if shared_state(item):
-            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-    slow = Counter(groups[id(item)] for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[groups[id(item)]])  # stable: file order within and between units
+        if shared[id(item)]:
+            item.add_marker(pytest.mark.xdist_group(shared[id(item)]))
+    unit = {id(item): shared[id(item)] or item.nodeid for item in items}  # what xdist sends to one worker
+    slow = Counter(unit[id(item)] for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[unit[id(item)]])  # stable: file order within and between units
