@@ -16,9 +16,11 @@ cost more: AutoAttack and Square spend their queries on the images that survive)
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +60,8 @@ def main() -> None:
     cfg = validate_params(load_params(ROOT / "params.yaml"))
     audit = AuditConfig.from_params(cfg)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="audit_cost_"))
+    if not args.workdir:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     times: dict[str, dict] = {}
 
     ds = "skin4"

@@ -7,6 +7,8 @@ built yet. Most tests and every `make run`, `dvc repro` render and SLURM job sta
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,7 @@ def main() -> int:
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="dryrun-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)  # two checkouts: leave no copy behind
     roots = {"before": checkout(args.before, base / "before"), "after": checkout(args.after, base / "after")}
     times: dict[str, list[float]] = {"python -c pass": [], "before": [], "after": []}
     dry_run(roots["before"]), dry_run(roots["after"])  # warm the file cache for both

@@ -11,6 +11,7 @@ Also the time the job spends on tracking (writing its record: no job talks to th
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import os
 import shutil
@@ -100,10 +101,13 @@ def main() -> int:
     ap.add_argument("--markdown", default=None, help="write the section for BENCHMARKS.md here")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="jobcost-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     make_inputs(folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
     now_env = {**env, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING_DEFERRED": "1"}  # as under Snakemake
-    sock = Path(tempfile.mkdtemp(prefix="jobcost-fork-")) / "jobs.sock"
+    sock_dir = Path(tempfile.mkdtemp(prefix="jobcost-fork-"))
+    atexit.register(shutil.rmtree, sock_dir, ignore_errors=True)
+    sock = sock_dir / "jobs.sock"
     server = subprocess.Popen([sys.executable, "-m", "pipeline_src.forkserver", "--socket", str(sock)],
                               env={**env, "PYTHONPATH": str(REPO)})
     while not sock.exists():
@@ -114,8 +118,12 @@ def main() -> int:
                                                                    {**now_env, "PIPELINE_FORKSERVER": str(sock)}),
         "evaluate job, now, its own process (DVC, by hand)": (now_cmd(folder), folder, now_env)}
     if args.before:
+        from make_run import checkout  # no shell between the typed revision and git
+
         old = Path(tempfile.mkdtemp(prefix="jobcost-before-"))
-        subprocess.run(f"git -C {REPO} archive {args.before} | tar -x -C {old}", shell=True, check=True)
+        atexit.register(shutil.rmtree, old, ignore_errors=True)
+        checkout(args.before, old / "tree")
+        old = old / "tree"
         before_dir = folder / "before"
         before_dir.mkdir()
         for f in folder.glob("*.pt"):
@@ -144,7 +152,6 @@ def main() -> int:
         Path(args.markdown).write_text(text)
     server.terminate()
     server.wait()
-    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

@@ -11,8 +11,10 @@ files where the revision writes them, else from its `.snakemake/metadata` (bench
 from __future__ import annotations
 
 import argparse
+import atexit
 import filecmp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,9 @@ def checkout(rev: str | None, dest: Path) -> Path:
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                 (dest / rel).write_bytes((REPO / rel).read_bytes())
     else:
-        subprocess.run(f"git -C {REPO} archive {rev} | tar -x -C {dest}", shell=True, check=True)
+        # no shell: the revision is whatever the user typed
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--", rev], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
 
@@ -71,10 +75,15 @@ def main() -> int:
     ap.add_argument("--before", required=True, help="the earlier revision (e.g. 9517c06)")
     ap.add_argument("--after", default=None, help="the later revision (default: the working tree)")
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the two checkouts and their runs (GBs)")
     args = ap.parse_args()
     from run import summarize_run
 
     base = Path(tempfile.mkdtemp(prefix="make-run-"))
+    if args.keep:
+        print(f"keeping {base}", flush=True)
+    else:  # two venvs and two runs, several GB: never left behind
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
     runs = {}
     for label, rev in (("before", args.before), ("after", args.after)):
         root = checkout(rev, base / label)

@@ -1,8 +1,10 @@
 """Atomic file writes: a killed job never leaves a file that looks complete."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +22,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if not _out_of_space(exc):
+            raise
+        tmp_path.unlink(missing_ok=True)  # give the space back before the message is read
+        raise OSError(errno.ENOSPC, f"no space left to write {path}: {_free(path.parent)} free on its disk. "
+                                    "Free some space (old runs under runs/, stale folders in the temporary "
+                                    "directory) or write the run elsewhere, then run again; finished jobs "
+                                    "are kept") from exc
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _out_of_space(exc: BaseException | None) -> bool:
+    """True if ``exc`` or what it was raised from is a full disk or quota."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _free(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB"
+    except OSError:
+        return "unknown space"
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -30,7 +57,15 @@ def save_torch(obj: Any, path: str | Path) -> None:
     import torch  # here, not at the top: jobs that write only JSON or CSV never import torch
 
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+            fh.flush()
+        except RuntimeError as exc:
+            # A full disk reaches torch's zip writer as "unexpected pos N vs M"; the OSError it swallowed
+            # is the exception's context. Say which it was, with the path (atomic_path adds both).
+            if _out_of_space(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+            raise
 
 
 def load_torch(path: str | Path, mmap: bool = False) -> Any:

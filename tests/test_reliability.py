@@ -5,6 +5,8 @@ whole workflow are in test_workflow.py / test_tracking.py (they reuse the sessio
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import pickle
@@ -221,6 +223,40 @@ def test_saved_tensors_are_byte_identical_whatever_the_temporary_name(tmp_path):
     assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two" / "other_name.pt").read_bytes()
     assert torch.equal(load_torch(tmp_path / "one.pt")["model"]["w"], blob["model"]["w"])
 
+
+
+def test_a_full_disk_names_the_file_and_the_free_space_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """torch's zip writer reports a full disk as "unexpected pos N vs M" (CI saw it): say what it was."""
+    real_save = torch.save
+
+    full = open("/dev/full", "wb")  # answers every write with ENOSPC; closed below (its close fails too)
+
+    def save_to_a_full_disk(obj, fh):  # the real writer, buffered as save_torch's own file object
+        real_save(obj, full)
+
+    monkeypatch.setattr(torch, "save", save_to_a_full_disk)
+    target = tmp_path / "models" / "m.pt"
+    with pytest.raises(OSError, match="no space left to write") as caught:
+        save_torch({"w": torch.zeros(50_000)}, target)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(target) in str(caught.value) and "free on its disk" in str(caught.value)
+    chain, exc = [], caught.value
+    while exc is not None:
+        chain, exc = chain + [repr(exc)], exc.__cause__
+    assert any("unexpected pos" in e for e in chain), chain  # torch's own error stays in the chain
+    assert list(target.parent.iterdir()) == []  # no output, no temporary file
+    with contextlib.suppress(OSError):
+        full.close()
+
+
+def test_other_save_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    def broken(obj, fh):
+        raise RuntimeError("not a disk problem")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="^not a disk problem$"):
+        save_torch({"w": torch.zeros(3)}, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
 
 # --- 6. security ------------------------------------------------------------------------------------------------
 
