@@ -18,14 +18,15 @@ def merged(repo, name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", ["real_cpu", "real_cpu_folder"])
-def test_profile_validates_with_table1s_eight_rows_at_64_px(repo, name):
+def test_profile_validates_with_its_table1_rows_at_64_px(repo, name):
     cfg = merged(repo, name)
     assert cfg["tables"]["table1_skin4_resnet18"]["dataset"] == "isic2018"
     rows = cfg["tables"]["table1_skin4_resnet18"]["rows"]
-    with (repo / "paper" / "table1_skin_resnet18_ablation.csv").open() as fh:
-        paper = [{k: float(r[k]) for k in ("lambda_n", "lambda_a")} for r in csv.DictReader(fh)]
-    assert rows == paper  # the published table's rows, in its order
-    assert all(row in rows for row in KEY_ROWS)
+    if name == "real_cpu":  # ~3,500 training images: the four key rows keep it near 2 hours
+        assert rows == KEY_ROWS
+    else:  # 621 training images: all of Table 1, the published rows in their order
+        with (repo / "paper" / "table1_skin_resnet18_ablation.csv").open() as fh:
+            assert rows == [{k: float(r[k]) for k in ("lambda_n", "lambda_a")} for r in csv.DictReader(fh)]
     assert cfg["tables"]["table2_chest3_resnet18"]["dataset"] == "rsna"
     assert len(cfg["tables"]["table2_chest3_resnet18"]["rows"]) == 4
     for ds in ("isic2018", "rsna"):
@@ -37,8 +38,14 @@ def test_profile_validates_with_table1s_eight_rows_at_64_px(repo, name):
 
 def test_folder_twin_differs_only_in_the_image_source(repo):
     real, twin = merged(repo, "real_cpu"), merged(repo, "real_cpu_folder")
-    for key in ("training", "model", "attacks", "whitebox", "tables", "surrogate", "evaluation"):
+    for key in ("training", "model", "attacks", "whitebox", "surrogate", "evaluation"):
         assert real[key] == twin[key], key
+    table1 = "table1_skin4_resnet18"
+    assert {k: v for k, v in real["tables"].items() if k != table1} == \
+        {k: v for k, v in twin["tables"].items() if k != table1}
+    assert all(row in twin["tables"][table1]["rows"] for row in real["tables"][table1]["rows"])  # a superset
+    assert {k: v for k, v in real["tables"][table1].items() if k != "rows"} == \
+        {k: v for k, v in twin["tables"][table1].items() if k != "rows"}
     source_keys = {"source", "raw_dir", "lesion_aware", "path", "channels", "split", "caps"}
     for ds in ("isic2018", "rsna"):
         a = {k: v for k, v in real["datasets"][ds].items() if k not in source_keys}
