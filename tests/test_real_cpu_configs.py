@@ -52,3 +52,16 @@ def test_folder_twin_differs_only_in_the_image_source(repo):
         b = {k: v for k, v in twin["datasets"][ds].items() if k not in source_keys}
         assert a == b, ds
     assert twin["datasets"]["isic2018"]["source"] == "folder" and real["datasets"]["isic2018"]["source"] == "isic2018"
+
+
+def test_seeds_overlay_changes_only_the_seeds_and_table1s_rows(repo):
+    """configs/real_cpu_folder_seeds.yaml goes over real_cpu_folder.yaml: the same experiment, three seeds."""
+    folder = merged(repo, "real_cpu_folder")
+    cfg = load_params(repo / "params.yaml", repo / "configs" / "real_cpu_folder.yaml",
+                      repo / "configs" / "real_cpu_folder_seeds.yaml")
+    assert cfg.pop("run") == "real_cpu_folder_seeds"  # its own run folder: the eight-row tables stay as they are
+    cfg = validate_params(cfg, "configs/real_cpu_folder_seeds.yaml")
+    assert cfg["seeds"] == [0, 1, 2] and cfg["seed"] == folder["seed"]
+    assert cfg["tables"]["table1_skin4_resnet18"]["rows"] == KEY_ROWS
+    for key in ("datasets", "training", "model", "attacks", "surrogate", "evaluation"):
+        assert cfg[key] == folder[key], key
