@@ -22,10 +22,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001  a writer may hide the full disk: torch's zip writer raises
+        # "unexpected pos N vs M", with the OSError it swallowed as the context
         if not _out_of_space(exc):
             raise
-        tmp_path.unlink(missing_ok=True)  # give the space back before the message is read
         raise OSError(errno.ENOSPC, f"no space left to write {path}: {_free(path.parent)} free on its disk. "
                                     "Free some space (old runs under runs/, stale folders in the temporary "
                                     "directory) or write the run elsewhere, then run again; finished jobs "
@@ -57,15 +57,7 @@ def save_torch(obj: Any, path: str | Path) -> None:
     import torch  # here, not at the top: jobs that write only JSON or CSV never import torch
 
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        try:
-            torch.save(obj, fh)
-            fh.flush()
-        except RuntimeError as exc:
-            # A full disk reaches torch's zip writer as "unexpected pos N vs M"; the OSError it swallowed
-            # is the exception's context. Say which it was, with the path (atomic_path adds both).
-            if _out_of_space(exc):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
-            raise
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | Path, mmap: bool = False) -> Any:

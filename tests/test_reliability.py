@@ -224,7 +224,6 @@ def test_saved_tensors_are_byte_identical_whatever_the_temporary_name(tmp_path):
     assert torch.equal(load_torch(tmp_path / "one.pt")["model"]["w"], blob["model"]["w"])
 
 
-
 def test_a_full_disk_names_the_file_and_the_free_space_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     """torch's zip writer reports a full disk as "unexpected pos N vs M" (CI saw it): say what it was."""
     real_save = torch.save
@@ -257,6 +256,7 @@ def test_other_save_errors_pass_through_unchanged(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="^not a disk problem$"):
         save_torch({"w": torch.zeros(3)}, tmp_path / "m.pt")
     assert list(tmp_path.iterdir()) == []
+
 
 # --- 6. security ------------------------------------------------------------------------------------------------
 
