@@ -16,18 +16,16 @@ cost more: AutoAttack and Square spend their queries on the images that survive)
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
 import math
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
@@ -36,6 +34,8 @@ from pipeline_src.config import (AuditConfig, DatasetSpec, TrainConfig, load_par
                                  validate_params)
 from pipeline_src.data.prepare import load_split, prepare  # noqa: E402
 from pipeline_src.train import train_model  # noqa: E402
+
+from make_run import scratch_dir  # noqa: E402
 
 log = logging.getLogger("audit_cost")
 
@@ -59,9 +59,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = validate_params(load_params(ROOT / "params.yaml"))
     audit = AuditConfig.from_params(cfg)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="audit_cost_"))
-    if not args.workdir:
-        atexit.register(shutil.rmtree, work, ignore_errors=True)
+    work = Path(args.workdir) if args.workdir else scratch_dir("audit_cost_")
     times: dict[str, dict] = {}
 
     ds = "skin4"

@@ -7,18 +7,15 @@ built yet. Most tests and every `make run`, `dvc repro` render and SLURM job sta
 from __future__ import annotations
 
 import argparse
-import atexit
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compute import python_pass_s  # noqa: E402
-from make_run import checkout, emit, user_env  # noqa: E402
+from make_run import checkout, emit, scratch_dir, user_env  # noqa: E402
 
 
 def dry_run(root: Path) -> float:
@@ -38,8 +35,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="dryrun-"))
-    atexit.register(shutil.rmtree, base, ignore_errors=True)  # two checkouts: leave no copy behind
+    base = scratch_dir("dryrun-")
     roots = {"before": checkout(args.before, base / "before"), "after": checkout(args.after, base / "after")}
     times: dict[str, list[float]] = {"python -c pass": [], "before": [], "after": []}
     dry_run(roots["before"]), dry_run(roots["after"])  # warm the file cache for both

@@ -11,16 +11,17 @@ Also the time the job spends on tracking (writing its record: no job talks to th
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_run import checkout, scratch_dir, user_env  # noqa: E402  (no shell between a typed revision and git)
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "skin4_resnet18_ln0_la0_s0"
@@ -100,14 +101,11 @@ def main() -> int:
     ap.add_argument("--before", default=None, help="a git revision whose evaluate job to time alongside")
     ap.add_argument("--markdown", default=None, help="write the section for BENCHMARKS.md here")
     args = ap.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="jobcost-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder = scratch_dir("jobcost-")
     make_inputs(folder)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
+    env = user_env()
     now_env = {**env, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING_DEFERRED": "1"}  # as under Snakemake
-    sock_dir = Path(tempfile.mkdtemp(prefix="jobcost-fork-"))
-    atexit.register(shutil.rmtree, sock_dir, ignore_errors=True)
-    sock = sock_dir / "jobs.sock"
+    sock = scratch_dir("jobcost-fork-") / "jobs.sock"
     server = subprocess.Popen([sys.executable, "-m", "pipeline_src.forkserver", "--socket", str(sock)],
                               env={**env, "PYTHONPATH": str(REPO)})
     while not sock.exists():
@@ -118,12 +116,7 @@ def main() -> int:
                                                                    {**now_env, "PIPELINE_FORKSERVER": str(sock)}),
         "evaluate job, now, its own process (DVC, by hand)": (now_cmd(folder), folder, now_env)}
     if args.before:
-        from make_run import checkout  # no shell between the typed revision and git
-
-        old = Path(tempfile.mkdtemp(prefix="jobcost-before-"))
-        atexit.register(shutil.rmtree, old, ignore_errors=True)
-        checkout(args.before, old / "tree")
-        old = old / "tree"
+        old = checkout(args.before, scratch_dir("jobcost-before-") / "tree")
         before_dir = folder / "before"
         before_dir.mkdir()
         for f in folder.glob("*.pt"):

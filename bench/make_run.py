@@ -41,6 +41,17 @@ def checkout(rev: str | None, dest: Path) -> Path:
     return dest
 
 
+def scratch_dir(prefix: str, keep: bool = False) -> Path:
+    """A new temporary folder, removed when the script exits unless ``keep``: benchmarks copy revisions and
+    run workflows there (GBs), which must not pile up on a disk that CI shares."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if keep:
+        print(f"keeping {folder}", flush=True)
+    else:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def user_env() -> dict[str, str]:
     """This environment without a tracking store, DVC or pipeline variable: a run as a user starts it."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "DVC_"))}
@@ -79,11 +90,7 @@ def main() -> int:
     args = ap.parse_args()
     from run import summarize_run
 
-    base = Path(tempfile.mkdtemp(prefix="make-run-"))
-    if args.keep:
-        print(f"keeping {base}", flush=True)
-    else:  # two venvs and two runs, several GB: never left behind
-        atexit.register(shutil.rmtree, base, ignore_errors=True)
+    base = scratch_dir("make-run-", keep=args.keep)  # two checkouts and two runs, several GB
     runs = {}
     for label, rev in (("before", args.before), ("after", args.after)):
         root = checkout(rev, base / label)
