@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
 
 PACKAGE = "pipeline_src"
 PACKAGE_DIR = Path(__file__).resolve().parent
+# What each source file imports, keyed by a hash of its text, kept between processes: parsing and walking
+# ~70 modules was 0.7 s of every `snakemake` start. Under Snakemake's own (git-ignored) metadata folder.
+SCAN_CACHE = Path(".snakemake") / "codedeps-scan.json"
+SCAN_CACHE_ENTRIES = 2000  # old versions beyond this are dropped (a few KB each at most)
 
 
 def module_file(module: str, root: Path = PACKAGE_DIR.parent) -> Path | None:
@@ -45,31 +53,8 @@ def affects_outputs(tree: ast.Module) -> bool:
     return True
 
 
-def _tree(path: Path) -> ast.Module:
-    stat = path.stat()
-    return _parsed(path, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.cache
-def _parsed(path: Path, mtime_ns: int, size: int) -> ast.Module:
-    """Each source file parsed once per process and version: the Snakefile asks for every stage's closure,
-    and the stages share most of their modules (parsing them per stage was 5 s of each `snakemake` start)."""
-    return ast.parse(path.read_text(), filename=str(path))
-
-
-def imported_modules(module: str, root: Path = PACKAGE_DIR.parent) -> set[str]:
-    """Project modules imported anywhere in ``module``'s source (one level, not transitive)."""
-    path = module_file(module, root)
-    if path is None:
-        return set()
-    stat = path.stat()
-    return set(_imports(module, path, stat.st_mtime_ns, stat.st_size, root))
-
-
-@functools.cache
-def _imports(module: str, path: Path, mtime_ns: int, size: int, root: Path) -> frozenset[str]:
-    tree = _parsed(path, mtime_ns, size)
-    is_package = path.name == "__init__.py"
+def _scan_tree(module: str, tree: ast.Module, is_package: bool) -> dict:
+    """Every module name ``module``'s source imports (ours or not), and whether it affects outputs."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -80,7 +65,71 @@ def _imports(module: str, path: Path, mtime_ns: int, size: int, root: Path) -> f
             found.add(base)
             # `from pipeline_src.data import folder` imports the submodule pipeline_src.data.folder
             found.update(f"{base}.{alias.name}" for alias in node.names)
-    return frozenset(m for m in found if module_file(m, root) is not None)
+    return {"imports": sorted(found), "affects_outputs": affects_outputs(tree)}
+
+
+class _ScanCache:
+    """``module``'s scan by the sha256 of its text: the same text gives the same scan in any process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        self.dirty = False
+        try:
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                self.entries = loaded
+        except (OSError, ValueError):
+            pass  # no cache yet, or unreadable: scan again and write a fresh one
+
+    def scan(self, module: str, path: Path) -> dict:
+        data = path.read_bytes()
+        key = f"{module}:{hashlib.sha256(data).hexdigest()}"
+        hit = self.entries.get(key)
+        if hit is None:
+            tree = ast.parse(data.decode(), filename=str(path))
+            hit = _scan_tree(module, tree, path.name == "__init__.py")
+            self.entries[key] = hit
+            self.dirty = True
+        return hit
+
+    def save(self) -> None:
+        """Write the cache atomically (temp file, rename); a read-only tree simply goes without it."""
+        if not self.dirty:
+            return
+        keep = dict(list(self.entries.items())[-SCAN_CACHE_ENTRIES:])
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(keep, f)
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass
+
+
+@functools.cache
+def _scan_cache(root: Path) -> _ScanCache:
+    return _ScanCache(root / SCAN_CACHE)
+
+
+def _scan(module: str, path: Path, root: Path) -> dict:
+    stat = path.stat()
+    return _scanned(module, path, stat.st_mtime_ns, stat.st_size, root)
+
+
+@functools.cache
+def _scanned(module: str, path: Path, mtime_ns: int, size: int, root: Path) -> dict:
+    return _scan_cache(root).scan(module, path)
+
+
+def imported_modules(module: str, root: Path = PACKAGE_DIR.parent) -> set[str]:
+    """Project modules imported anywhere in ``module``'s source (one level, not transitive)."""
+    path = module_file(module, root)
+    if path is None:
+        return set()
+    return {m for m in _scan(module, path, root)["imports"] if module_file(m, root) is not None}
 
 
 def _with_parents(module: str) -> list[str]:
@@ -98,10 +147,11 @@ def closure(module: str, root: Path = PACKAGE_DIR.parent) -> tuple[str, ...]:
         current = todo.pop()
         for m in _with_parents(current):
             path = module_file(m, root)
-            if m in seen or path is None or not affects_outputs(_tree(path)):
+            if m in seen or path is None or not _scan(m, path, root)["affects_outputs"]:
                 continue
             seen.add(m)
             todo.extend(imported_modules(m, root))
+    _scan_cache(root).save()
     return tuple(sorted(seen))
 
 

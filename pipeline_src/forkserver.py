@@ -11,8 +11,11 @@ Signals to the job (Snakemake stopping it) are forwarded to the child; a child w
 stops itself. Nothing of pipeline_src is imported by the server: each child imports the project's modules
 from disk, as a fresh process would.
 
-Anything that cannot use the server (no socket yet, another machine of a cluster, a DVC stage, a job run by
-hand) runs the job in its own process as before: the server only ever saves time.
+A job that starts while the server is still loading (the workflow's first jobs) waits for its socket, as long
+as the server process lives and at most ``START_WAIT`` seconds: its own imports would cost as much as the
+wait, and on a full machine they slow the server down too. Anything that cannot use the server (a server
+that died or never came up, another machine of a cluster, a DVC stage, a job run by hand) runs the job in its
+own process as before: the server only ever saves time.
 """
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ from pathlib import Path
 AFFECTS_OUTPUTS = False
 
 SOCKET_ENV = "PIPELINE_FORKSERVER"
+PID_ENV = "PIPELINE_FORKSERVER_PID"  # the server's process: a job waits for a socket only while it lives
 CHILD_ENV = "PIPELINE_FORKSERVER_CHILD"
+START_WAIT = 30.0  # seconds; loading takes 3-8 s on 2 busy cores
 # Third-party modules only (each child imports the project's own code from disk): what the jobs import that
 # costs a second or more (torch; torch._dynamo, which torch.optim imports on the first optimizer's construction,
 # 1.8 s in every training and denoiser job; pandas; matplotlib; statsmodels)
@@ -48,6 +53,7 @@ def delegate(module: str, argv: list[str]) -> int | None:
     path = os.environ.get(SOCKET_ENV)
     if not path or os.environ.get(CHILD_ENV):
         return None
+    wait_for_server(Path(path), os.environ.get(PID_ENV))
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(path)
@@ -75,6 +81,28 @@ def delegate(module: str, argv: list[str]) -> int | None:
         if len(last) == 2 and last[0] == "exit":
             return int(last[1])
         return 1  # the server went away mid-job: report a failure, the job may be re-run
+
+
+def wait_for_server(path: Path, pid: str | None, limit: float = START_WAIT) -> bool:
+    """Wait until the server at ``path`` accepts (its socket appears once it listens), while process ``pid``
+    lives, at most ``limit`` seconds; whether it is there."""
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        if not pid or not pid.isdigit() or not server_alive(int(pid)) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def server_alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, which its parent Snakemake has not reaped yet, does not count)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): alive by kill(0), the deadline bounds the wait
+    return state not in ("Z", "X")
 
 
 def _forward(pid: int, sig: int) -> None:

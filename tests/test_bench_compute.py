@@ -41,6 +41,7 @@ def test_summary_takes_the_median_ratio_and_flags_differing_outputs(compute):
     assert rows["same"]["old_s"] == 4 and rows["same"]["new_s"] == 2
 
 
+@pytest.mark.heavy  # a second run: the benchmark's jobs on HEAD's code and on this tree's
 def test_tiny_run_against_head_writes_the_section(compute, tmp_path):
     if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
         pytest.skip("not a git checkout")

@@ -30,11 +30,16 @@ CLIENT = ("import sys; from pipeline_src import forkserver; code = forkserver.de
           "sys.exit(97 if code is None else code)")  # 97: delegate() declined, the caller would run the job itself
 
 
-@pytest.fixture()
-def server(tmp_path):
-    sock = tmp_path / "s" / "jobs.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline_src.forkserver", "--socket", str(sock)],
+def _start_server(sock: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline_src.forkserver", "--socket", str(sock)],
                             env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's tests (it loads torch: seconds): each test's jobs are its own children."""
+    sock = tmp_path_factory.mktemp("server") / "s" / "jobs.sock"
+    proc = _start_server(sock)
     deadline = time.monotonic() + 120
     while not sock.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the fork server did not come up"
@@ -45,14 +50,17 @@ def server(tmp_path):
     assert not sock.exists()  # it removes its socket
 
 
-def _client(tmp_path: Path, sock: Path | None, *args: str, **kw) -> subprocess.Popen:
+def _client(tmp_path: Path, sock: Path | None, *args: str, server_pid: int | None = None, **kw) -> subprocess.Popen:
     work = tmp_path / "job dir"
     work.mkdir(exist_ok=True)
     (work / "probe_job.py").write_text(PROBE)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PROBE_VAR": "from the job"}
     env.pop("PIPELINE_FORKSERVER", None)
+    env.pop("PIPELINE_FORKSERVER_PID", None)
     if sock:
         env["PIPELINE_FORKSERVER"] = str(sock)
+    if server_pid is not None:
+        env["PIPELINE_FORKSERVER_PID"] = str(server_pid)
     return subprocess.Popen([sys.executable, "-c", CLIENT, *args], cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
@@ -69,6 +77,38 @@ def test_without_a_server_the_job_runs_in_its_own_process(tmp_path):
     proc = _client(tmp_path, tmp_path / "no-such.sock", "0")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 97 and "argv" not in out  # delegate() declined: the caller runs the job itself
+
+
+def test_a_job_started_while_the_server_loads_waits_for_it(tmp_path):
+    sock = tmp_path / "s" / "jobs.sock"
+    proc = _start_server(sock)
+    try:
+        assert not sock.exists()  # still importing torch when the job starts
+        job = _client(tmp_path, sock, "0", server_pid=proc.pid)
+        out, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err
+        assert "child 1" in out  # it waited and ran in the server's child, not in its own process
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("server_state", ["gone", "zombie"])
+def test_a_job_does_not_wait_for_a_server_that_died(tmp_path, server_state):
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    deadline = time.monotonic() + 60
+    while not Path(f"/proc/{dead.pid}/stat").exists() or Path(f"/proc/{dead.pid}/stat").read_text().rsplit(
+            ")", 1)[1].split()[0] != "Z":  # exited, not yet reaped: what a crashed server is to Snakemake
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    if server_state == "gone":
+        dead.wait()
+    started = time.monotonic()
+    job = _client(tmp_path, tmp_path / "never.sock", "0", server_pid=dead.pid)
+    out, _ = job.communicate(timeout=120)
+    assert job.returncode == 97 and "argv" not in out  # declined: the job runs in its own process
+    assert time.monotonic() - started < 10  # at once, not after forkserver.START_WAIT (30 s)
+    dead.wait()
 
 
 def test_signals_to_the_job_reach_the_child_and_a_killed_job_stops_its_child(tmp_path, server):

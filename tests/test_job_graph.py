@@ -3,6 +3,8 @@ code inputs are exactly the modules it imports."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import subprocess
 import sys
 
@@ -98,6 +100,47 @@ def test_a_module_that_never_changes_outputs_is_left_out(tmp_path):
     (pkg / "only_for_logs.py").write_text("")
     assert codedeps.closure("pipeline_src.job", tmp_path) == (
         "pipeline_src", "pipeline_src.deep", "pipeline_src.job", "pipeline_src.work")
+
+
+def _new_process() -> None:
+    """Forget what this process has scanned, as a new `snakemake` start would."""
+    for cached in (codedeps.closure, codedeps._scanned, codedeps._scan_cache):
+        cached.cache_clear()
+
+
+def test_import_scans_are_kept_between_processes_and_keyed_by_the_files_text(tmp_path):
+    pkg = tmp_path / "pipeline_src"
+    pkg.mkdir()
+    for name, text in {"__init__": "", "job": "from pipeline_src import work\n", "work": "", "ward": "",
+                       "deep": ""}.items():
+        (pkg / f"{name}.py").write_text(text)
+    _new_process()
+    assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.work")
+    cache = tmp_path / codedeps.SCAN_CACHE
+    entries = json.loads(cache.read_text())
+    assert sorted(key.split(":")[0] for key in entries) == ["pipeline_src", "pipeline_src.job", "pipeline_src.work"]
+
+    # a later process reads the scans instead of parsing (shown by a doctored entry)
+    job_key = next(key for key in entries if key.startswith("pipeline_src.job:"))
+    cache.write_text(json.dumps({**entries, job_key: {"imports": ["pipeline_src.deep"], "affects_outputs": True}}))
+    _new_process()
+    assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.deep", "pipeline_src.job")
+
+    # new text of the same size and mtime is scanned again: the key is the text's hash, not the file's stat
+    job = pkg / "job.py"
+    stat = job.stat()
+    job.write_text("from pipeline_src import ward\n")
+    os.utime(job, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert job.stat().st_size == stat.st_size
+    _new_process()
+    assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.ward")
+
+    # an unreadable cache is scanned over and written afresh
+    cache.write_text("{not json")
+    _new_process()
+    assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.ward")
+    assert len(json.loads(cache.read_text())) == 3
+    assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_the_structure_hash_moves_with_rows_not_with_values():

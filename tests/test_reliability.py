@@ -179,6 +179,7 @@ def _kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 120) ->
     assert proc.returncode == -sig
 
 
+@pytest.mark.heavy  # a determinism re-run: the killed training resumed against an uninterrupted one
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_training_killed_mid_run_resumes_to_identical_weights(train_setup, sig):
     root, name = train_setup["root"], f"killed_{sig.name}"
@@ -200,6 +201,7 @@ def test_training_killed_mid_run_resumes_to_identical_weights(train_setup, sig):
     assert not ckpt.exists()
 
 
+@pytest.mark.heavy  # its fixture trains a reference model first (the tests above share it)
 def test_attack_killed_mid_run_leaves_no_output(train_setup):
     root = train_setup["root"]
     out = root / "cw.pt"

@@ -41,6 +41,7 @@ def plan_resources(stdout: str) -> list[tuple[str, dict[str, str]]]:
     return jobs
 
 
+@pytest.mark.heavy  # the SLURM executor (a dry run): not in the edit loop
 def test_slurm_profile_dry_run_plans_every_job_with_its_resources(tmp_path):
     overlay = tmp_path / "gpu.yaml"
     overlay.write_text(yaml.safe_dump({"resources": {"train": {"gpu": 1, "mem_mb": 3000, "runtime": 90}}}))

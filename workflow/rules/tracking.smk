@@ -35,9 +35,10 @@ def _start_forkserver():
     _FORKSERVER.update(folder=folder, log=log_file, process=_subprocess.Popen(
         [sys.executable, "-m", "pipeline_src.forkserver", "--socket", sock, "--parent-pid", str(os.getpid())],
         stdout=log_file, stderr=_subprocess.STDOUT))
-    from pipeline_src.forkserver import SOCKET_ENV
+    from pipeline_src.forkserver import PID_ENV, SOCKET_ENV
 
     os.environ[SOCKET_ENV] = sock
+    os.environ[PID_ENV] = str(_FORKSERVER["process"].pid)  # the first jobs wait for it while it loads
 
 
 def _stop_forkserver():
