@@ -36,18 +36,28 @@ def _start_server(sock: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server for the module's tests (it loads torch: seconds): each test's jobs are its own children."""
-    sock = tmp_path_factory.mktemp("server") / "s" / "jobs.sock"
+def loaded(tmp_path_factory) -> dict:
+    """One server for the module's tests (it loads torch: seconds), and a job started while it was loading."""
+    root = tmp_path_factory.mktemp("server")
+    sock = root / "s" / "jobs.sock"
     proc = _start_server(sock)
+    early = {"socket_before": sock.exists()}
+    job = _client(root, sock, "0", server_pid=proc.pid)
+    early["out"], early["err"] = job.communicate(timeout=120)
+    early["code"] = job.returncode
     deadline = time.monotonic() + 120
     while not sock.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the fork server did not come up"
         time.sleep(0.1)
-    yield sock
+    yield {"socket": sock, "early": early}
     proc.terminate()
     proc.wait(timeout=60)
     assert not sock.exists()  # it removes its socket
+
+
+@pytest.fixture()
+def server(loaded) -> Path:
+    return loaded["socket"]
 
 
 def _client(tmp_path: Path, sock: Path | None, *args: str, server_pid: int | None = None, **kw) -> subprocess.Popen:
@@ -79,18 +89,11 @@ def test_without_a_server_the_job_runs_in_its_own_process(tmp_path):
     assert proc.returncode == 97 and "argv" not in out  # delegate() declined: the caller runs the job itself
 
 
-def test_a_job_started_while_the_server_loads_waits_for_it(tmp_path):
-    sock = tmp_path / "s" / "jobs.sock"
-    proc = _start_server(sock)
-    try:
-        assert not sock.exists()  # still importing torch when the job starts
-        job = _client(tmp_path, sock, "0", server_pid=proc.pid)
-        out, err = job.communicate(timeout=120)
-        assert job.returncode == 0, err
-        assert "child 1" in out  # it waited and ran in the server's child, not in its own process
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+def test_a_job_started_while_the_server_loads_waits_for_it(loaded):
+    early = loaded["early"]
+    assert not early["socket_before"]  # the server was still importing torch when the job started
+    assert early["code"] == 0, early["err"]
+    assert "child 1" in early["out"]  # it waited and ran in the server's child, not in its own process
 
 
 @pytest.mark.parametrize("server_state", ["gone", "zombie"])
