@@ -46,7 +46,8 @@ def run_suite(root: Path, workers: int) -> tuple[float, str]:
     wall = time.perf_counter() - start
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
     if done.returncode != 0:
-        log.warning("%s: pytest exited %d: %s", root.name, done.returncode, last)
+        tail = "\n".join(done.stdout.splitlines()[-40:])
+        log.warning("%s: pytest exited %d: %s\n%s", root.name, done.returncode, last, tail)
     return wall, re.sub(r"=+", "", last).strip()
 
 
