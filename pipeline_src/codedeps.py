@@ -86,7 +86,8 @@ class _ScanCache:
         data = path.read_bytes()
         key = f"{module}:{hashlib.sha256(data).hexdigest()}"
         hit = self.entries.get(key)
-        if hit is None:
+        if not (isinstance(hit, dict) and isinstance(hit.get("imports"), list)
+                and isinstance(hit.get("affects_outputs"), bool)):  # absent, or an entry edited by hand
             tree = ast.parse(data.decode(), filename=str(path))
             hit = _scan_tree(module, tree, path.name == "__init__.py")
             self.entries[key] = hit
@@ -94,10 +95,11 @@ class _ScanCache:
         return hit
 
     def save(self) -> None:
-        """Write the cache atomically (temp file, rename); a read-only tree simply goes without it."""
+        """Write the cache atomically (temp file, rename), or not at all."""
         if not self.dirty:
             return
         keep = dict(list(self.entries.items())[-SCAN_CACHE_ENTRIES:])
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
@@ -105,8 +107,9 @@ class _ScanCache:
                 json.dump(keep, f)
             os.replace(tmp, self.path)
             self.dirty = False
-        except OSError:
-            pass
+        except OSError:  # a read-only tree or a full disk: the next start scans again
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
 
 @functools.cache

@@ -135,7 +135,11 @@ def test_import_scans_are_kept_between_processes_and_keyed_by_the_files_text(tmp
     _new_process()
     assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.ward")
 
-    # an unreadable cache is scanned over and written afresh
+    # a malformed entry is scanned again, an unreadable cache is scanned over and written afresh
+    ward_key = next(key for key in json.loads(cache.read_text()) if key.startswith("pipeline_src.job:"))
+    cache.write_text(json.dumps({ward_key: {"imports": "pipeline_src.deep"}}))
+    _new_process()
+    assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.ward")
     cache.write_text("{not json")
     _new_process()
     assert codedeps.closure("pipeline_src.job", tmp_path) == ("pipeline_src", "pipeline_src.job", "pipeline_src.ward")
