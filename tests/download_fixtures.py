@@ -70,9 +70,18 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: a member stamped with the clock would change the archive's bytes
+
+
+def zip_member(name: str) -> zipfile.ZipInfo:
+    """A zip member header with a fixed date: archives built at collection time must be the same bytes in
+    every pytest-xdist worker (their test ids hold them), whichever second each worker collects in."""
+    return zipfile.ZipInfo(name, date_time=ZIP_DATE)
+
+
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in members.items():
-            zf.writestr(name, data)
+            zf.writestr(zip_member(name), data)
     return buf.getvalue()

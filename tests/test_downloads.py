@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from download_fixtures import serve, sha256, zip_bytes
+from download_fixtures import serve, sha256, zip_bytes, zip_member
 from pipeline_src.data import download as download_module
 from pipeline_src.data.archive import UnsafeArchiveError, safe_extract
 from pipeline_src.data.download import DownloadError, download
@@ -87,8 +87,8 @@ def test_http_error_names_the_url(tmp_path):
 def _zip_with_symlink(name: str, target: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ok.txt", b"fine")
-        info = zipfile.ZipInfo(name)
+        zf.writestr(zip_member("ok.txt"), b"fine")
+        info = zip_member(name)
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(info, target)
     return buf.getvalue()
@@ -113,7 +113,7 @@ def _tar_with(kind: str) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name,data,message", [
+UNSAFE = [
     ("dotdot.zip", zip_bytes({"ok.txt": b"x", "../evil.txt": b"x"}), r"'\.\./evil\.txt' contains '\.\.'"),
     ("nested.zip", zip_bytes({"a/../../evil.txt": b"x"}), "contains '..'"),
     ("abs.zip", zip_bytes({"/tmp/evil.txt": b"x"}), "absolute path"),
@@ -122,7 +122,18 @@ def _tar_with(kind: str) -> bytes:
     ("dotdot.tar", _tar_with("dotdot"), "contains '..'"),
     ("symlink.tar", _tar_with("symlink"), "leaves the target folder"),
     ("hardlink.tar", _tar_with("hardlink"), "leaves the target folder"),
-])
+]
+
+
+def test_test_archives_are_the_same_bytes_whenever_they_are_built(monkeypatch):
+    """pytest-xdist stops the run when its workers collect different tests; archives built at collection
+    must not carry the clock (a zip member's default date is the current time, in 2-second steps)."""
+    first = (zip_bytes({"a.txt": b"x"}), _zip_with_symlink("link", "x"))
+    monkeypatch.setattr("time.time", lambda: 1_900_000_000.0)
+    assert (zip_bytes({"a.txt": b"x"}), _zip_with_symlink("link", "x")) == first
+
+
+@pytest.mark.parametrize("name,data,message", UNSAFE, ids=[name for name, _, _ in UNSAFE])  # not the bytes
 def test_unsafe_archives_are_refused_before_writing_anything(tmp_path, name, data, message):
     archive = tmp_path / "in" / name
     archive.parent.mkdir()
