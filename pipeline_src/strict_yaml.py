@@ -50,9 +50,8 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _co
 def loads(text: str, name: str = "<string>") -> Any:
     """Parse YAML text strictly; ``name`` is what messages call it."""
     stream = io.StringIO(text)
-    stream.name = name  # libyaml takes the marks' name from the stream
+    stream.name = name  # both parsers take the marks' name from the stream
     loader = StrictLoader(stream)
-    loader.name = name
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as err:
