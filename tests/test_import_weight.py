@@ -1,5 +1,6 @@
 """What a job's library modules import at module level: each heavy package only where it is used
-(issue 14: a job's fixed cost). Run in a fresh interpreter, so nothing imported by other tests counts."""
+(issue 14: a job's fixed cost). Each is imported in a fresh interpreter (a forked child of one), so nothing
+imported by other tests counts."""
 from __future__ import annotations
 
 import json
@@ -12,23 +13,12 @@ import pytest
 HEAVY = ["torchvision", "matplotlib", "pandas", "PIL", "pydicom", "mlflow", "scipy", "sympy"]
 
 
-def imported_after(modules: list[str], candidates: list[str]) -> list[str]:
-    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-            f"print(' '.join(h for h in {candidates!r} if h in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return out.split()
-
-
-MODEL_JOB_MODULES = ["pipeline_src.train", "pipeline_src.adversarial", "pipeline_src.evaluate", "pipeline_src.whitebox",
-                     "pipeline_src.denoisers", "pipeline_src.checkpoints"]
-
-# One interpreter imports torch (which every model job imports, and which imports none of the candidates: checked),
-# then forks a child per module: the same answer as a fresh interpreter per module, one torch import for all.
+# One interpreter imports ``preload`` (checked to import none of the candidates), then forks a child per module:
+# the same answer as a fresh interpreter per module, one preload for all (torch: seconds each).
 FORKED = """
 import json, os, sys, traceback
-import torch
-preloaded = [h for h in CANDIDATES if h in sys.modules]
-out = {"preloaded": preloaded}
+for p in PRELOAD: __import__(p)
+out = {"preloaded": [h for h in CANDIDATES if h in sys.modules]}
 for m in MODULES:
     r, w = os.pipe()
     pid = os.fork()
@@ -50,13 +40,30 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def model_job_imports() -> dict:
-    code = f"CANDIDATES = {HEAVY!r}\nMODULES = {MODEL_JOB_MODULES!r}\n{FORKED}"
+def imported_by_each(modules: list[str], candidates: list[str], preload: tuple[str, ...] = ()) -> dict[str, list]:
+    """For each module, the candidates in ``sys.modules`` once it is imported into a fresh interpreter that has
+    imported only ``preload`` (modules every one of them imports anyway)."""
+    code = f"PRELOAD = {list(preload)!r}\nCANDIDATES = {candidates!r}\nMODULES = {modules!r}\n{FORKED}"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
-    assert result.pop("preloaded") == [], "torch itself imports a candidate: the forked check would be wrong"
+    assert result.pop("preloaded") == [], f"{preload} itself imports a candidate: the forked check would be wrong"
     return result
+
+
+MODEL_JOB_MODULES = ["pipeline_src.train", "pipeline_src.adversarial", "pipeline_src.evaluate", "pipeline_src.whitebox",
+                     "pipeline_src.denoisers", "pipeline_src.checkpoints"]
+TABLE_JOB_MODULES = ["pipeline_src.tables", "pipeline_src.stats", "pipeline_src.combined", "pipeline_src.io",
+                     "pipeline_src.config"]
+
+
+@pytest.fixture(scope="module")
+def model_job_imports() -> dict:
+    return imported_by_each(MODEL_JOB_MODULES, HEAVY, preload=("torch",))
+
+
+@pytest.fixture(scope="module")
+def table_job_imports() -> dict:
+    return imported_by_each(TABLE_JOB_MODULES, ["torch", "torchvision", "matplotlib"])
 
 
 @pytest.mark.parametrize("module", MODEL_JOB_MODULES)
@@ -64,10 +71,9 @@ def test_model_jobs_import_no_torchvision_plotting_tables_or_tracking(model_job_
     assert model_job_imports[module] == []
 
 
-@pytest.mark.parametrize("module", ["pipeline_src.tables", "pipeline_src.stats", "pipeline_src.combined",
-                                    "pipeline_src.io", "pipeline_src.config"])
-def test_table_jobs_import_no_torch(module):
-    assert imported_after([module], ["torch", "torchvision", "matplotlib"]) == []
+@pytest.mark.parametrize("module", TABLE_JOB_MODULES)
+def test_table_jobs_import_no_torch(table_job_imports, module):
+    assert table_job_imports[module] == []
 
 
 def test_validating_params_imports_no_torch(repo):
