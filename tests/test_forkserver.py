@@ -96,12 +96,19 @@ def test_a_job_started_while_the_server_loads_waits_for_it(loaded):
     assert "child 1" in early["out"]  # it waited and ran in the server's child, not in its own process
 
 
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, Z, ...); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 @pytest.mark.parametrize("server_state", ["gone", "zombie"])
 def test_a_job_does_not_wait_for_a_server_that_died(tmp_path, server_state):
     dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
     deadline = time.monotonic() + 60
-    while not Path(f"/proc/{dead.pid}/stat").exists() or Path(f"/proc/{dead.pid}/stat").read_text().rsplit(
-            ")", 1)[1].split()[0] != "Z":  # exited, not yet reaped: what a crashed server is to Snakemake
+    while _state(dead.pid) != "Z":  # exited, not yet reaped: what a crashed server is to Snakemake
         assert time.monotonic() < deadline
         time.sleep(0.05)
     if server_state == "gone":
@@ -129,6 +136,6 @@ def test_signals_to_the_job_reach_the_child_and_a_killed_job_stops_its_child(tmp
         if expected is not None:
             assert proc.returncode == expected
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+        while _state(child) not in (None, "Z"):
             assert time.monotonic() < deadline, f"the child of a {sig.name}-ed job kept running"
             time.sleep(0.2)
