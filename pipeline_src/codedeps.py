@@ -12,9 +12,9 @@ import ast
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from pipeline_src.io import write_text
 
 PACKAGE = "pipeline_src"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -95,21 +95,15 @@ class _ScanCache:
         return hit
 
     def save(self) -> None:
-        """Write the cache atomically (temp file, rename), or not at all."""
+        """Write the cache atomically (io.write_text: temp file, rename), or not at all."""
         if not self.dirty:
             return
-        keep = dict(list(self.entries.items())[-SCAN_CACHE_ENTRIES:])
-        tmp = None
+        keep = dict(list(self.entries.items())[-SCAN_CACHE_ENTRIES:])  # insertion order: the newest last
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(keep, f)
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(keep))
             self.dirty = False
         except OSError:  # a read-only tree or a full disk: the next start scans again
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+            pass
 
 
 @functools.cache
