@@ -22,13 +22,13 @@ from torch import Tensor, nn
 
 from pipeline_src.attacks import _model_device, success_rate, to_uint8
 from pipeline_src.config import AuditConfig, AuditTransfer
+from pipeline_src.sanity import UNBOUNDED_COLUMN
 from pipeline_src.strong_attacks import di_fgsm, diversity_draws, margin_pgd, mi_fgsm
 from pipeline_src.whitebox import subset_indices
 
 log = logging.getLogger(__name__)
 
 PARTS = ("transfer", "square", "autoattack", "unbounded")
-UNBOUNDED_COLUMN = "pgd_unbounded"
 
 
 def _frozen(model: nn.Module) -> nn.Module:

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline_src.audit import UNBOUNDED_COLUMN
 from pipeline_src.config import AuditConfig, fmt_number
-from pipeline_src.sanity import (Check, autoattack_vs_pgd, eps_monotone, gradient_masking, iterative_vs_single,
-                                 unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
+from pipeline_src.sanity import (UNBOUNDED_COLUMN, Check, autoattack_vs_pgd, eps_monotone, gradient_masking,
+                                 iterative_vs_single, unbounded_reaches_zero, whitebox_vs_transfer, worst_case)
 from pipeline_src.stats import decode_flags, mcnemar_exact, wilson_interval
 
 THREATS = ("transfer", "strong_transfer", "ensemble_transfer", "whitebox", "square", "autoattack")

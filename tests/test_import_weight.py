@@ -53,7 +53,7 @@ def imported_by_each(modules: list[str], candidates: list[str], preload: tuple[s
 MODEL_JOB_MODULES = ["pipeline_src.train", "pipeline_src.adversarial", "pipeline_src.evaluate", "pipeline_src.whitebox",
                      "pipeline_src.denoisers", "pipeline_src.checkpoints"]
 TABLE_JOB_MODULES = ["pipeline_src.tables", "pipeline_src.stats", "pipeline_src.combined", "pipeline_src.io",
-                     "pipeline_src.config"]
+                     "pipeline_src.config", "pipeline_src.audit_tables", "pipeline_src.summary"]
 
 
 @pytest.fixture(scope="module")
