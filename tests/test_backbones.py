@@ -79,7 +79,7 @@ SPECS = [
 ]
 
 
-@pytest.mark.parametrize("seed", [0, 12345])
+@pytest.mark.parametrize("seed", [0, pytest.param(12345, marks=pytest.mark.heavy)])  # the second seed: `make test`
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.arch}-{s.decoder_stage}-{s.vgg_width}-{s.vgg_head}-"
                                                       f"bn{int(s.vgg_batch_norm)}-c{s.num_classes}")
 def test_same_weights_keys_generator_and_outputs_as_torchvision(spec, seed):
