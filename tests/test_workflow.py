@@ -205,22 +205,6 @@ def test_after_a_configuration_switch_the_dry_run_counts_what_runs(smoke_run, tm
     assert planned_total(dry) == executed_total(real) == 2 + 1 + 1  # 2 white-box jobs, their table, all
 
 
-@pytest.mark.parametrize("overlay,message", [
-    ({"training": {"epochz": 3}}, "unknown key 'training.epochz'"),
-    ({"tables": {"table2_chest3_resnet18": {"rows": [{"lambda_n": -1, "lambda_a": 0}]}}},
-     "'tables.table2_chest3_resnet18.rows[0].lambda_n' = -1 must be >= 0"),
-])
-def test_bad_params_fail_before_any_job(tmp_path, overlay, message):
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(overlay))
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    result = run_snakemake(workdir, overlays=(path,))
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
-    assert not (workdir / "data").exists() and not (workdir / "models").exists()
-
-
 @pytest.mark.heavy
 @pytest.mark.slow
 def test_same_params_give_the_same_bytes_in_a_hostile_place_and_no_password_leaks(smoke_run, tmp_path):
