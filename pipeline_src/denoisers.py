@@ -141,9 +141,9 @@ def load_denoiser(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def evaluate_denoised(denoiser_path: str | Path, model_path: str | Path, test_path: str | Path,
-                      adversarial: dict[str, str | Path], batch_size: int = 256) -> dict:
+                      adversarial: dict[str, str | Path], batch_size: int = 256, threads: int | None = None) -> dict:
     """``evaluate.evaluate_model`` of the classifier with the denoiser in front of it."""
     denoiser, config = load_denoiser(denoiser_path)
     result = evaluate_model(model_path, test_path, adversarial, batch_size,
-                            wrap=lambda classifier: DenoisedClassifier(denoiser, classifier))
+                            wrap=lambda classifier: DenoisedClassifier(denoiser, classifier), threads=threads)
     return {**result, "denoiser_kind": config["kind"]}

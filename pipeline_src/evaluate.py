@@ -44,11 +44,15 @@ def accuracy(model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tens
 
 
 def evaluate_model(model_path: str | Path, test_path: str | Path, adversarial: dict[str, str | Path],
-                   batch_size: int = 256, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict:
+                   batch_size: int = 256, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                   threads: int | None = None) -> dict:
     """{'arch', 'lambda_n', 'lambda_a', 'seed', 'n_test', 'accuracy': {'clean': .., <attack>: ..}, 'correct': {..},
     'correct_flags': {..}}, accuracies in [0, 1]; correct_flags: which images were right, as hex (encode_flags),
     for the paired tests of ``stats.py``. ``wrap``: what is evaluated instead of the classifier (e.g. a
-    denoiser in front of it)."""
+    denoiser in front of it). ``threads``: torch threads (jobs: ``training.threads``, what Snakemake reserves for
+    them; torch's default is one per core, which oversubscribes the cores when jobs run side by side)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     ckpt = load_checkpoint(model_path)
     model = inference_model(wrap(ckpt.model) if wrap is not None else ckpt.model, compute_device())
     test = load_split(test_path)

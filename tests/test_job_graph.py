@@ -55,6 +55,43 @@ def test_every_stage_declares_keys_that_exist_and_suffice(plan):
                 module.config(common.view(p.cfg, keys), p, name)
 
 
+def test_every_torch_stage_reads_the_threads_snakemake_reserves_for_it(plan):
+    """Snakemake reserves ``training.threads`` cores for each job of resources.TORCH_KINDS; a stage that does not
+    read the key runs with torch's default, one thread per core, and oversubscribes the cores beside the other
+    jobs (the evaluation stages did: 2-4x their CPU time in the smoke run)."""
+    from pipeline_src.resources import TORCH_KINDS
+
+    _, p = plan
+    jobs = jobs_of(p)
+    for stage in sorted(TORCH_KINDS):
+        module = importlib.import_module(f"pipeline_src.stages.{stage}")
+        for name in jobs[stage]:
+            keys = module.keys(p.cfg, p, name)
+            assert "training.threads" in keys or "training" in keys, (stage, name, keys)
+
+
+def test_evaluation_runs_with_the_threads_it_is_given(tmp_path):
+    import torch
+
+    from pipeline_src.evaluate import evaluate_model
+    from pipeline_src.io import save_torch
+    from pipeline_src.models import ModelSpec, build_model
+
+    spec = ModelSpec("resnet18", 2, 3, 32, "layer1")
+    torch.manual_seed(0)
+    save_torch({"model": build_model(spec).state_dict(), "spec": spec.to_dict(), "classes": ["a", "b"],
+                "config": {"arch": "resnet18", "lambda_n": 0.0, "lambda_a": 0.0, "seed": 0}}, tmp_path / "m.pt")
+    save_torch({"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "labels": torch.tensor([0, 1]),
+                "classes": ["a", "b"]}, tmp_path / "test.pt")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            evaluate_model(tmp_path / "m.pt", tmp_path / "test.pt", {}, threads=threads)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_stage_has_a_readable_help():
     for stage in STAGES:
         out = subprocess.run([sys.executable, "-m", f"pipeline_src.stages.{stage}", "--help"], capture_output=True,

@@ -18,7 +18,7 @@ from pipeline_src.stages import _common as common
 
 def keys(cfg: dict, plan: Plan, model: str) -> list[str]:
     plan.model(model)
-    return ["evaluation.batch_size"]
+    return ["evaluation.batch_size", "training.threads"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def run(job: common.Job) -> None:
         rec.link("train_run_id", args.weights)
         for attack, path in adversarial.items():
             rec.link(f"attack_run_id.{attack}", path)
-        result = evaluate_model(args.weights, args.test, adversarial, batch)
+        result = evaluate_model(args.weights, args.test, adversarial, batch, threads=view["training"]["threads"])
         write_json(args.out, {"model": name, "dataset": dataset, **result})
         rec.log_metrics({f"accuracy_{k}": v for k, v in result["accuracy"].items()})
         rec.output("evaluation", args.out)

@@ -29,7 +29,7 @@ def pairs(plan: Plan, table: str) -> list[tuple[str, str]]:
 
 def keys(cfg: dict, plan: Plan, table: str) -> list[str]:
     pairs(plan, table)
-    return ["evaluation.batch_size"]
+    return ["evaluation.batch_size", "training.threads"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,7 +65,8 @@ def run(job: common.Job) -> None:
             rec.link("denoiser_run_id", denoiser_path)
             for attack, path in adversarial.items():
                 rec.link(f"attack_run_id.{attack}", path)
-            result = evaluate_denoised(denoiser_path, model_path, args.test, adversarial, batch)
+            result = evaluate_denoised(denoiser_path, model_path, args.test, adversarial, batch,
+                                       threads=view["training"]["threads"])
             write_json(out, {"model": model, "denoiser": denoiser, "dataset": dataset, **result})
             rec.log_metrics({f"accuracy_{k}": v for k, v in result["accuracy"].items()})
             rec.output("evaluation", out)
